@@ -1,0 +1,119 @@
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use zeroize::Zeroizing;
+
+use super::data_key::{DataKey, DataKeyId, WrappedDataKey};
+use super::error::{DecryptError, KeyError};
+use super::field::{self, FieldRef};
+use super::master_key::{KekId, MasterKey};
+
+/// The master key in use, and during a master key rotation the one before it.
+pub struct MasterKeys {
+    current: MasterKey,
+    previous: Option<MasterKey>,
+}
+
+impl MasterKeys {
+    pub fn new(current: MasterKey, previous: Option<MasterKey>) -> Self {
+        Self { current, previous }
+    }
+
+    pub fn current(&self) -> &MasterKey {
+        &self.current
+    }
+
+    pub fn previous(&self) -> Option<&MasterKey> {
+        self.previous.as_ref()
+    }
+
+    /// The master key whose fingerprint a stored data key names, if we hold it.
+    pub fn by_kek_id(&self, kek_id: &KekId) -> Option<&MasterKey> {
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .find(|m| m.kek_id() == kek_id)
+    }
+
+    /// Unwraps a stored data key, refusing at once when its KEK id names a
+    /// master key we do not hold.
+    pub fn unwrap_data_key(
+        &self,
+        id: DataKeyId,
+        kek_id: &KekId,
+        wrapped: &WrappedDataKey,
+    ) -> Result<DataKey, KeyError> {
+        let master = self
+            .by_kek_id(kek_id)
+            .ok_or_else(|| KeyError::WrongMasterKey {
+                key_id: id.0,
+                stored: kek_id.to_string(),
+                ours: self.current.kek_id().to_string(),
+            })?;
+        DataKey::unwrap(id, wrapped, master)
+    }
+}
+
+/// The unwrapped data keys of one moment: one primary that seals, all that open.
+pub struct KeyRing {
+    keys: HashMap<DataKeyId, DataKey>,
+    primary: DataKeyId,
+}
+
+impl KeyRing {
+    pub fn new(primary: DataKeyId, keys: Vec<DataKey>) -> Result<Self, KeyError> {
+        let keys: HashMap<_, _> = keys.into_iter().map(|k| (k.id(), k)).collect();
+        if !keys.contains_key(&primary) {
+            return Err(KeyError::NoPrimary);
+        }
+        Ok(Self { keys, primary })
+    }
+
+    pub fn primary_id(&self) -> DataKeyId {
+        self.primary
+    }
+
+    pub fn contains(&self, id: DataKeyId) -> bool {
+        self.keys.contains_key(&id)
+    }
+
+    pub fn key_ids(&self) -> impl Iterator<Item = DataKeyId> + '_ {
+        self.keys.keys().copied()
+    }
+
+    pub fn get(&self, id: DataKeyId) -> Option<&DataKey> {
+        self.keys.get(&id)
+    }
+
+    /// Seals under the primary key.
+    pub fn seal(&self, field: &FieldRef<'_>, plaintext: &[u8]) -> Vec<u8> {
+        field::seal(&self.keys[&self.primary], field, plaintext)
+    }
+
+    /// Opens a value sealed under any key of the ring.
+    pub fn open(
+        &self,
+        field: &FieldRef<'_>,
+        stored: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+        let id = field::peek_data_key_id(stored).ok_or(DecryptError)?;
+        let key = self.keys.get(&id).ok_or(DecryptError)?;
+        field::open(key, field, stored)
+    }
+}
+
+/// The key ring a process currently uses, swapped whole when keys change.
+pub struct SharedKeyRing(RwLock<Arc<KeyRing>>);
+
+impl SharedKeyRing {
+    pub fn new(ring: KeyRing) -> Self {
+        Self(RwLock::new(Arc::new(ring)))
+    }
+
+    pub fn get(&self) -> Arc<KeyRing> {
+        Arc::clone(&self.0.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn replace(&self, ring: KeyRing) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ring);
+    }
+}
