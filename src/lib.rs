@@ -2,3 +2,5 @@
 //! PostgreSQL under application-level AES-256-GCM envelope encryption.
 
 pub mod crypto;
+mod crypto_provider;
+pub mod db;
