@@ -45,10 +45,6 @@ impl ConnectError {
         }
         Self(msg)
     }
-
-    pub(crate) fn message(msg: impl Into<String>) -> Self {
-        Self(msg.into())
-    }
 }
 
 impl DatabaseTarget {

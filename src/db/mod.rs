@@ -1,5 +1,16 @@
 //! PostgreSQL: connections, pool, migrations, schema, and the queries of each model.
 
+pub mod activity;
 mod connection;
+mod error;
+pub mod keys;
+pub mod migrate;
+mod pool;
+pub mod schema;
+pub mod sessions;
+pub mod validate;
 
 pub use connection::{ConnectError, DatabaseTarget};
+pub use error::DbError;
+pub use keys::{MasterKeySource, Vault};
+pub use pool::{Pool, PoolSettings, PooledConnection, build_pool};

@@ -1,0 +1,71 @@
+use std::fmt;
+
+use crate::config::ConfigError;
+use crate::crypto::KeyError;
+use crate::db::{ConnectError, DbError};
+
+/// A failed command: what to tell the operator, and the exit code that tells
+/// a script what kind of failure it was.
+#[derive(Debug)]
+pub struct CliError {
+    code: u8,
+    message: String,
+}
+
+impl CliError {
+    /// Something failed while doing the work.
+    pub const FAILURE: u8 = 1;
+    /// Configuration or key material is missing or wrong.
+    pub const CONFIG: u8 = 3;
+    /// The database could not be reached.
+    pub const DATABASE: u8 = 4;
+
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self::new(Self::FAILURE, message)
+    }
+
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        Self::new(Self::CONFIG, e.to_string())
+    }
+}
+
+impl From<KeyError> for CliError {
+    fn from(e: KeyError) -> Self {
+        Self::new(Self::CONFIG, e.to_string())
+    }
+}
+
+impl From<ConnectError> for CliError {
+    fn from(e: ConnectError) -> Self {
+        Self::new(Self::DATABASE, e.to_string())
+    }
+}
+
+impl From<DbError> for CliError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Key(k) => k.into(),
+            DbError::Unavailable(m) => Self::new(Self::DATABASE, m),
+            other => Self::failure(other.to_string()),
+        }
+    }
+}

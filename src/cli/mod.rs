@@ -1,0 +1,73 @@
+//! The `vibee-sessions` command line: one binary, one subcommand per job.
+//! Secrets enter through the environment, a file or stdin, never argv.
+
+mod error;
+mod keys;
+mod migrate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use error::CliError;
+
+use crate::config::{self, ProcessEnv};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vibee-sessions",
+    version,
+    about = "Encrypted store of Telegram session credentials for a multi-tenant agent",
+    long_about = "Encrypted store of Telegram session credentials for a multi-tenant agent.\n\n\
+        Configuration comes from the environment (and .env when present): DATABASE_URL, \
+        MASTER_KEY / MASTER_KEY_FILE / MASTER_PASSPHRASE, LISTEN_ADDR, LOG_FORMAT, RUST_LOG."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending database migrations (safe to run from several hosts at once).
+    Migrate,
+    /// Generate a new random master key (32 bytes, base64).
+    Keygen(keys::KeygenArgs),
+    /// Inspect and manage data keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+/// Runs the command line and turns the outcome into the process exit code.
+pub fn main() -> ExitCode {
+    config::load_dotenv();
+    let cli = Cli::parse();
+    config::init_logging(config::log_format(&ProcessEnv));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        // Key generation needs no runtime and no database.
+        Command::Keygen(args) => keys::keygen(&args),
+        command => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
+            runtime.block_on(async move {
+                match command {
+                    Command::Migrate => migrate::run(&ProcessEnv).await,
+                    Command::Keys(k) => keys::run(k, &ProcessEnv).await,
+                    Command::Keygen(_) => unreachable!("handled above"),
+                }
+            })
+        }
+    }
+}

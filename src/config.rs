@@ -1,0 +1,129 @@
+//! Configuration from the environment (and `.env` when present). Secret values
+//! are wrapped the moment they are read and never logged.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+use crate::crypto::{KeyError, MasterKey};
+use crate::db::MasterKeySource;
+
+/// Where a master key file is looked for when `MASTER_KEY_FILE` is not set.
+pub const DEFAULT_MASTER_KEY_FILE: &str = "keys/master.key";
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8080";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "DATABASE_URL is not set; set it to the PostgreSQL database to use, \
+         e.g. postgres://postgres@127.0.0.1:5432/vibee_sessions"
+    )]
+    NoDatabaseUrl,
+    #[error(
+        "no master key is configured: set MASTER_KEY (base64), MASTER_KEY_FILE, or \
+         MASTER_PASSPHRASE, or create {DEFAULT_MASTER_KEY_FILE} with `vibee-sessions keygen --out {DEFAULT_MASTER_KEY_FILE}`"
+    )]
+    NoMasterKey,
+    #[error("{0}")]
+    Key(#[from] KeyError),
+}
+
+/// Reads `.env` from the working directory when there is one. Variables
+/// already set in the environment win.
+pub fn load_dotenv() {
+    let _ = dotenvy::dotenv();
+}
+
+/// A view of the environment, so tests can pass their own.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+pub fn database_url(env: &dyn Env) -> Result<String, ConfigError> {
+    env.get("DATABASE_URL").ok_or(ConfigError::NoDatabaseUrl)
+}
+
+/// The master key source, by precedence: `MASTER_KEY`, `MASTER_KEY_FILE`,
+/// `MASTER_PASSPHRASE`, then `keys/master.key` when it exists. An explicit
+/// passphrase beats the implicit default file, so a stray development key
+/// can never silently stand in for the configured one.
+pub fn master_key_source(env: &dyn Env) -> Result<MasterKeySource, ConfigError> {
+    if let Some(encoded) = env.get("MASTER_KEY") {
+        let encoded = SecretString::from(encoded);
+        return Ok(MasterKeySource::Key(key_from_secret(
+            &encoded,
+            "MASTER_KEY",
+        )?));
+    }
+    if let Some(path) = env.get("MASTER_KEY_FILE") {
+        return Ok(MasterKeySource::Key(MasterKey::from_file(Path::new(
+            &path,
+        ))?));
+    }
+    if let Some(passphrase) = env.get("MASTER_PASSPHRASE") {
+        return Ok(MasterKeySource::Passphrase(SecretString::from(passphrase)));
+    }
+    let default = PathBuf::from(DEFAULT_MASTER_KEY_FILE);
+    if default.exists() {
+        return Ok(MasterKeySource::Key(MasterKey::from_file(&default)?));
+    }
+    Err(ConfigError::NoMasterKey)
+}
+
+/// The previous master key during a master key rotation, if configured.
+pub fn previous_master_key(env: &dyn Env) -> Result<Option<MasterKey>, ConfigError> {
+    if let Some(encoded) = env.get("MASTER_KEY_PREVIOUS") {
+        let encoded = SecretString::from(encoded);
+        return Ok(Some(key_from_secret(&encoded, "MASTER_KEY_PREVIOUS")?));
+    }
+    if let Some(path) = env.get("MASTER_KEY_PREVIOUS_FILE") {
+        return Ok(Some(MasterKey::from_file(Path::new(&path))?));
+    }
+    Ok(None)
+}
+
+fn key_from_secret(encoded: &SecretString, name: &str) -> Result<MasterKey, KeyError> {
+    use secrecy::ExposeSecret;
+    MasterKey::from_base64(encoded.expose_secret(), name)
+}
+
+pub fn listen_addr(env: &dyn Env) -> String {
+    env.get("LISTEN_ADDR")
+        .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+pub fn log_format(env: &dyn Env) -> LogFormat {
+    match env.get("LOG_FORMAT").as_deref() {
+        Some("json") => LogFormat::Json,
+        _ => LogFormat::Pretty,
+    }
+}
+
+/// Logs go to stderr (stdout carries command output such as tokens and keys);
+/// the filter defaults to INFO.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+}

@@ -1,0 +1,112 @@
+//! The audit log: who did what to which session. It never holds a secret,
+//! hashed or not; `details` carries field names and key ids only.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::DbError;
+use super::schema::session_activity;
+
+/// Who is acting, for the audit log: a token name or `cli`, and the request id.
+#[derive(Debug, Clone)]
+pub struct AuditContext {
+    pub actor: String,
+    pub request_id: Option<String>,
+}
+
+impl AuditContext {
+    pub fn cli() -> Self {
+        Self {
+            actor: "cli".to_owned(),
+            request_id: None,
+        }
+    }
+}
+
+/// The kinds of audited event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityType {
+    SessionCreated,
+    SessionUpdated,
+    CredentialsRead,
+    SessionDeactivated,
+    SessionPurged,
+    SessionDataRead,
+    SessionDataWritten,
+}
+
+impl ActivityType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityType::SessionCreated => "session_created",
+            ActivityType::SessionUpdated => "session_updated",
+            ActivityType::CredentialsRead => "credentials_read",
+            ActivityType::SessionDeactivated => "session_deactivated",
+            ActivityType::SessionPurged => "session_purged",
+            ActivityType::SessionDataRead => "session_data_read",
+            ActivityType::SessionDataWritten => "session_data_written",
+        }
+    }
+}
+
+/// What happened to which session.
+pub struct Event<'a> {
+    pub kind: ActivityType,
+    pub session_id: Option<&'a str>,
+    pub user_id: Option<&'a str>,
+    pub details: Value,
+}
+
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    event: Event<'_>,
+) -> Result<(), DbError> {
+    diesel::insert_into(session_activity::table)
+        .values((
+            session_activity::session_id.eq(event.session_id),
+            session_activity::user_id.eq(event.user_id),
+            session_activity::activity_type.eq(event.kind.as_str()),
+            session_activity::actor.eq(&ctx.actor),
+            session_activity::request_id.eq(ctx.request_id.as_deref()),
+            session_activity::details.eq(&event.details),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Queryable, Selectable)]
+#[diesel(table_name = session_activity)]
+pub struct Activity {
+    pub id: i64,
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub activity_type: String,
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub details: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user's audit trail, newest first; `before` is the id to continue below.
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: &str,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Activity>, DbError> {
+    let mut query = session_activity::table
+        .filter(session_activity::user_id.eq(user_id))
+        .select(Activity::as_select())
+        .order(session_activity::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(before) = before {
+        query = query.filter(session_activity::id.lt(before));
+    }
+    Ok(query.load(conn).await?)
+}

@@ -1,0 +1,59 @@
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::crypto::KeyError;
+
+use super::connection::ConnectError;
+
+/// What can go wrong in the store. Messages name what is wrong and never
+/// contain a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("not found")]
+    NotFound,
+    #[error("session_id is already used by another user")]
+    SessionIdTaken,
+    /// A stored value failed to decrypt: tampered, moved, or corrupt. Logged
+    /// (where, never what) by whoever detects it.
+    #[error("integrity check failed for {table}.{column}")]
+    Integrity {
+        table: &'static str,
+        column: &'static str,
+    },
+    #[error("{0}")]
+    Invalid(#[from] super::validate::Invalid),
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(DieselError),
+}
+
+impl From<DieselError> for DbError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => DbError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
+                if info.constraint_name() == Some("user_sessions_session_id_key") =>
+            {
+                DbError::SessionIdTaken
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                DbError::Unavailable(e.to_string())
+            }
+            other => DbError::Query(other),
+        }
+    }
+}
+
+impl From<ConnectError> for DbError {
+    fn from(e: ConnectError) -> Self {
+        DbError::Unavailable(e.to_string())
+    }
+}
+
+impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>> for DbError {
+    fn from(e: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>) -> Self {
+        DbError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,366 @@
+//! Data keys in the database: creating the first one, loading and unwrapping
+//! the key ring, the passphrase KDF parameters, and the nonce budget.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::crypto::{
+    DataKey, DataKeyId, KdfParams, KekId, KeyError, KeyRing, MasterKey, MasterKeys, SharedKeyRing,
+    WrappedDataKey,
+};
+
+use super::error::DbError;
+use super::schema::{encryption_keys, master_key_kdf};
+
+/// Advisory lock key serialising changes to the set of data keys ("vibee-ky").
+pub(crate) const KEYS_LOCK: i64 = 0x7669_6265_652d_6b79;
+
+/// Encryptions reserved per round trip. A crash wastes at most this many from
+/// the count, which is the safe direction for a nonce budget.
+const NONCE_BLOCK: u64 = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    Primary,
+    Active,
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Primary => "primary",
+            KeyState::Active => "active",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "primary" => Some(KeyState::Primary),
+            "active" => Some(KeyState::Active),
+            "retired" => Some(KeyState::Retired),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = encryption_keys)]
+struct StoredKey {
+    id: i32,
+    wrapped_key: Vec<u8>,
+    kek_id: String,
+    state: String,
+}
+
+fn key_id(id: i32) -> DataKeyId {
+    DataKeyId(u32::try_from(id).expect("encryption_keys.id is CHECK (id > 0)"))
+}
+
+/// Where the master key comes from, once configuration has been read.
+pub enum MasterKeySource {
+    Key(MasterKey),
+    /// Derived with Argon2id and the parameters stored in the database.
+    Passphrase(SecretString),
+}
+
+/// Turns the configured source into the master key. A passphrase needs the
+/// stored KDF parameters; on a database with no keys yet, they are created.
+pub async fn unlock(
+    conn: &mut AsyncPgConnection,
+    source: MasterKeySource,
+) -> Result<MasterKey, DbError> {
+    let passphrase = match source {
+        MasterKeySource::Key(key) => return Ok(key),
+        MasterKeySource::Passphrase(p) => p,
+    };
+    let params = conn
+        .transaction::<_, DbError, _>(async |conn| {
+            lock_keys(conn).await?;
+            if let Some(params) = load_kdf_params(conn).await? {
+                return Ok(params);
+            }
+            let any_key = encryption_keys::table
+                .select(encryption_keys::id)
+                .first::<i32>(conn)
+                .await
+                .optional()?;
+            if any_key.is_some() {
+                return Err(DbError::Key(KeyError::KdfParamsOutOfBounds(
+                    "the data keys were wrapped under a key, not a passphrase \
+                         (no passphrase parameters are stored); set MASTER_KEY or MASTER_KEY_FILE"
+                        .into(),
+                )));
+            }
+            let params = KdfParams::generate();
+            store_kdf_params(conn, &params).await?;
+            Ok(params)
+        })
+        .await?;
+    // Argon2 runs outside the transaction: it takes a while on purpose.
+    let derived = tokio::task::spawn_blocking(move || params.derive(&passphrase))
+        .await
+        .map_err(|e| DbError::Unavailable(format!("key derivation task failed: {e}")))??;
+    Ok(derived)
+}
+
+async fn lock_keys(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<BigInt, _>(KEYS_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn load_kdf_params(conn: &mut AsyncPgConnection) -> Result<Option<KdfParams>, DbError> {
+    let row = master_key_kdf::table
+        .select((
+            master_key_kdf::salt,
+            master_key_kdf::m_cost_kib,
+            master_key_kdf::t_cost,
+            master_key_kdf::parallelism,
+        ))
+        .first::<(Vec<u8>, i32, i32, i32)>(conn)
+        .await
+        .optional()?;
+    Ok(row.map(|(salt, m, t, p)| KdfParams {
+        salt,
+        // Negative values are out of bounds: map them to 0 and let validate() say so.
+        m_cost_kib: u32::try_from(m).unwrap_or(0),
+        t_cost: u32::try_from(t).unwrap_or(0),
+        parallelism: u32::try_from(p).unwrap_or(0),
+    }))
+}
+
+pub(crate) async fn store_kdf_params(
+    conn: &mut AsyncPgConnection,
+    params: &KdfParams,
+) -> Result<(), DbError> {
+    let as_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+    diesel::insert_into(master_key_kdf::table)
+        .values((
+            master_key_kdf::algorithm.eq("argon2id"),
+            master_key_kdf::salt.eq(&params.salt),
+            master_key_kdf::m_cost_kib.eq(as_i32(params.m_cost_kib)),
+            master_key_kdf::t_cost.eq(as_i32(params.t_cost)),
+            master_key_kdf::parallelism.eq(as_i32(params.parallelism)),
+        ))
+        .on_conflict(master_key_kdf::singleton)
+        .do_update()
+        .set((
+            master_key_kdf::salt.eq(&params.salt),
+            master_key_kdf::m_cost_kib.eq(as_i32(params.m_cost_kib)),
+            master_key_kdf::t_cost.eq(as_i32(params.t_cost)),
+            master_key_kdf::parallelism.eq(as_i32(params.parallelism)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Checks that every live data key was wrapped under a master key we hold.
+/// Nothing is created or unwrapped before this passes.
+fn check_kek_ids(rows: &[StoredKey], master: &MasterKeys) -> Result<(), KeyError> {
+    for row in rows {
+        let kek = KekId::from_stored(row.kek_id.clone());
+        if master.by_kek_id(&kek).is_none() {
+            return Err(KeyError::WrongMasterKey {
+                key_id: key_id(row.id).0,
+                stored: row.kek_id.clone(),
+                ours: master.current().kek_id().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn live_keys(conn: &mut AsyncPgConnection) -> Result<Vec<StoredKey>, DbError> {
+    Ok(encryption_keys::table
+        .filter(encryption_keys::state.ne(KeyState::Retired.as_str()))
+        .select(StoredKey::as_select())
+        .order(encryption_keys::id)
+        .load(conn)
+        .await?)
+}
+
+/// Reserves the next key id and stores a new data key wrapped under the
+/// current master key, in the given state. Call inside a transaction holding
+/// the keys lock.
+pub(crate) async fn create_data_key(
+    conn: &mut AsyncPgConnection,
+    master: &MasterKey,
+    state: KeyState,
+) -> Result<DataKeyId, DbError> {
+    #[derive(QueryableByName)]
+    struct NextId {
+        #[diesel(sql_type = Integer)]
+        id: i32,
+    }
+    let next: NextId = diesel::sql_query(
+        "SELECT nextval(pg_get_serial_sequence('encryption_keys', 'id'))::integer AS id",
+    )
+    .get_result(conn)
+    .await?;
+    let id = key_id(next.id);
+    let key = DataKey::generate(id);
+    let wrapped = key.wrap(master);
+    diesel::insert_into(encryption_keys::table)
+        .values((
+            encryption_keys::id.eq(next.id),
+            encryption_keys::wrapped_key.eq(&wrapped.0),
+            encryption_keys::kek_id.eq(master.kek_id().as_str()),
+            encryption_keys::state.eq(state.as_str()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Loads and unwraps every live data key.
+pub async fn load_key_ring(
+    conn: &mut AsyncPgConnection,
+    master: &MasterKeys,
+) -> Result<KeyRing, DbError> {
+    let rows = live_keys(conn).await?;
+    check_kek_ids(&rows, master)?;
+    let mut primary = None;
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id = key_id(row.id);
+        if KeyState::parse(&row.state) == Some(KeyState::Primary) {
+            primary = Some(id);
+        }
+        keys.push(master.unwrap_data_key(
+            id,
+            &KekId::from_stored(row.kek_id.clone()),
+            &WrappedDataKey(row.wrapped_key.clone()),
+        )?);
+    }
+    Ok(KeyRing::new(primary.ok_or(KeyError::NoPrimary)?, keys)?)
+}
+
+/// The process's keys: the master keys, the unwrapped ring, and the budget of
+/// encryptions reserved in the database.
+pub struct Vault {
+    master: MasterKeys,
+    ring: SharedKeyRing,
+    reserved: Mutex<HashMap<DataKeyId, u64>>,
+}
+
+impl Vault {
+    /// Checks the master key against the stored keys, creates the first data
+    /// key on an empty database (exactly one primary, however many processes
+    /// start at once), and loads the ring.
+    pub async fn open(conn: &mut AsyncPgConnection, master: MasterKeys) -> Result<Self, DbError> {
+        let master = conn
+            .transaction::<_, DbError, _>(async |conn| {
+                lock_keys(conn).await?;
+                let rows = live_keys(conn).await?;
+                check_kek_ids(&rows, &master)?;
+                if rows.is_empty() {
+                    let id = create_data_key(conn, master.current(), KeyState::Primary).await?;
+                    tracing::info!(data_key_id = id.0, "created the first data key");
+                }
+                Ok(master)
+            })
+            .await?;
+        let ring = load_key_ring(conn, &master).await?;
+        Ok(Self {
+            master,
+            ring: SharedKeyRing::new(ring),
+            reserved: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn master(&self) -> &MasterKeys {
+        &self.master
+    }
+
+    pub fn ring(&self) -> Arc<KeyRing> {
+        self.ring.get()
+    }
+
+    /// Re-reads the key ring (after a rotation, or on meeting an unknown key id).
+    pub async fn reload(&self, conn: &mut AsyncPgConnection) -> Result<Arc<KeyRing>, DbError> {
+        let ring = load_key_ring(conn, &self.master).await?;
+        self.ring.replace(ring);
+        Ok(self.ring.get())
+    }
+
+    /// The ring to seal with, after counting `n` encryptions against its
+    /// primary key. Counts are reserved in blocks, so most calls touch no row.
+    pub async fn reserve(
+        &self,
+        conn: &mut AsyncPgConnection,
+        n: u64,
+    ) -> Result<Arc<KeyRing>, DbError> {
+        let ring = self.ring();
+        let id = ring.primary_id();
+        if self.take(id, n) {
+            return Ok(ring);
+        }
+        let block = NONCE_BLOCK.max(n);
+        diesel::update(encryption_keys::table.find(id.0 as i32))
+            .set(
+                encryption_keys::encryption_count
+                    .eq(encryption_keys::encryption_count + block as i64),
+            )
+            .execute(conn)
+            .await?;
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        *reserved.entry(id).or_default() += block - n;
+        Ok(ring)
+    }
+
+    fn take(&self, id: DataKeyId, n: u64) -> bool {
+        let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
+        match reserved.get_mut(&id) {
+            Some(left) if *left >= n => {
+                *left -= n;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One line of `keys status`: never key material.
+#[derive(Debug, Serialize, QueryableByName)]
+pub struct KeyStatus {
+    #[diesel(sql_type = Integer)]
+    pub id: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub state: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub kek_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub algorithm: String,
+    #[diesel(sql_type = BigInt)]
+    pub rows: i64,
+    #[diesel(sql_type = BigInt)]
+    pub encryptions: i64,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+pub async fn key_status(conn: &mut AsyncPgConnection) -> Result<Vec<KeyStatus>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT k.id, k.state, k.kek_id, k.algorithm, \
+                (SELECT count(*) FROM user_sessions s WHERE s.data_key_id = k.id) AS rows, \
+                k.encryption_count AS encryptions, k.created_at, k.retired_at \
+         FROM encryption_keys k ORDER BY k.id",
+    )
+    .load(conn)
+    .await?)
+}

@@ -1,0 +1,41 @@
+use diesel::sql_types::BigInt;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::connection::DatabaseTarget;
+use super::error::DbError;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Advisory lock key held while migrating, so replicas starting together take
+/// turns instead of racing ("vibee-mg").
+const MIGRATION_LOCK: i64 = 0x7669_6265_652d_6d67;
+
+/// Applies pending migrations under an advisory lock; returns the versions
+/// applied (empty when the schema was current).
+pub async fn run_pending(target: &DatabaseTarget) -> Result<Vec<String>, DbError> {
+    let mut conn = target.connect().await?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut conn)
+        .await?;
+    // The harness is synchronous; run it where blocking is allowed, on any runtime.
+    let (conn, applied) = tokio::task::spawn_blocking(move || {
+        let mut wrapper = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
+        let applied = wrapper
+            .run_pending_migrations(MIGRATIONS)
+            .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| DbError::Unavailable(format!("migration failed: {e}")));
+        (wrapper.into_inner(), applied)
+    })
+    .await
+    .map_err(|e| DbError::Unavailable(format!("migration task failed: {e}")))?;
+    let mut conn = conn;
+    // Closing the connection would release the lock too; unlock explicitly anyway.
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut conn)
+        .await?;
+    applied
+}
