@@ -566,13 +566,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -707,9 +704,13 @@ mod tests {
 
     #[test]
     fn unsupported_and_invalid_options_are_refused_clearly() {
-        let err = DatabaseTarget::parse("postgres://h/db?sslcert=/c.pem").err().unwrap();
+        let err = DatabaseTarget::parse("postgres://h/db?sslcert=/c.pem")
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("sslcert"), "{err}");
-        let err = DatabaseTarget::parse("host=h sslmode=verify").err().unwrap();
+        let err = DatabaseTarget::parse("host=h sslmode=verify")
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("invalid sslmode"), "{err}");
         let err = DatabaseTarget::parse("host=h sslmode=require sslrootcert=system")
             .err()
