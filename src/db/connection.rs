@@ -35,6 +35,9 @@
 //!   would retry without TLS.
 //! * `sslcert`, `sslkey`, `sslpassword`, `sslcrl`, `sslcrldir` (client
 //!   certificates, revocation lists) are refused as unsupported.
+//! * Over a Unix-domain socket, `require`/`verify-*` fail (tokio-postgres asks
+//!   the server for TLS there too, which it never offers); libpq ignores
+//!   `sslmode` on sockets.
 //! * The `PGSSLMODE`/`PGSSLROOTCERT` environment variables are not read, like
 //!   every other `PG*` variable (tokio-postgres ignores them too).
 
@@ -331,6 +334,10 @@ struct TlsOptions {
 }
 
 impl TlsOptions {
+    fn is_ours(key: &str) -> bool {
+        key.starts_with("ssl") && key != "sslnegotiation"
+    }
+
     /// Records `key=value` if it is ours; `Ok(false)` means "leave it to tokio-postgres".
     fn take(&mut self, key: &str, value: String) -> Result<bool, ConnectError> {
         match key {
@@ -374,8 +381,13 @@ fn split_tls_options(s: &str) -> Result<(String, TlsOptions), ConnectError> {
         let taken = match param.split_once('=') {
             Some((key, value)) => {
                 let key = percent_decode(key, "a parameter name")?;
-                let value = percent_decode(value, &key)?.into_owned();
-                options.take(&key, value)?
+                // Only our values are decoded here; the rest is tokio-postgres' business.
+                if TlsOptions::is_ours(&key) {
+                    let value = percent_decode(value, &key)?.into_owned();
+                    options.take(&key, value)?
+                } else {
+                    false
+                }
             }
             None => false,
         };
@@ -734,5 +746,14 @@ mod tests {
         );
         let t = DatabaseTarget::parse("hostaddr=127.0.0.1 sslmode=require").unwrap();
         assert_eq!(t.config.get_hosts().len(), 1);
+        let t = DatabaseTarget::parse("postgres://h/db?sslnegotiation=direct&sslmode=require");
+        assert_eq!(
+            t.unwrap().config.get_ssl_negotiation(),
+            tokio_postgres::config::SslNegotiation::Direct
+        );
+        let err = DatabaseTarget::parse("hostaddr=127.0.0.1 sslmode=verify-full sslrootcert=/x")
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("needs `host`"), "{err}");
     }
 }
