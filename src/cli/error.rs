@@ -65,6 +65,7 @@ impl From<DbError> for CliError {
         match e {
             DbError::Key(k) => k.into(),
             DbError::Unavailable(m) => Self::new(Self::DATABASE, m),
+            DbError::NoSchema => Self::new(Self::DATABASE, DbError::NoSchema.to_string()),
             other => Self::failure(other.to_string()),
         }
     }

@@ -57,14 +57,15 @@ pub(crate) fn write_private_file(
     force: bool,
 ) -> Result<(), CliError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| CliError::failure(format!("cannot create {}: {e}", dir.display())))?;
-        }
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| CliError::failure(format!("cannot create {}: {e}", dir.display())))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).mode(0o600);
@@ -109,9 +110,9 @@ fn configured_kek_id(env: &dyn Env) -> Result<Option<KekId>, CliError> {
 
 async fn status(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
     let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let ours = configured_kek_id(env)?;
     let mut conn = target.connect().await?;
     let keys = keys::key_status(&mut conn).await?;
-    let ours = configured_kek_id(env)?;
     let live = keys.iter().filter(|k| k.state != "retired");
     let matches = ours
         .as_ref()
@@ -135,8 +136,8 @@ async fn status(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
             (None, _) => println!("master key: not checked (none configured, or a passphrase)"),
         }
         println!(
-            "{:>6}  {:<8}  {:<32}  {:>8}  {:>12}  {}",
-            "ID", "STATE", "KEK ID", "ROWS", "ENCRYPTIONS", "CREATED"
+            "{:>6}  {:<8}  {:<32}  {:>8}  {:>12}  CREATED",
+            "ID", "STATE", "KEK ID", "ROWS", "ENCRYPTIONS"
         );
         for k in &keys {
             println!(

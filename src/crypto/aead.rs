@@ -12,12 +12,13 @@ pub(super) const NONCE_LEN: usize = 12;
 pub(super) const TAG_LEN: usize = 16;
 
 /// An expanded AES-256-GCM key. Deliberately neither `Debug` nor `Clone`; the
-/// key schedule is zeroized on drop (aes-gcm's `zeroize` feature).
-pub(super) struct Cipher(Aes256Gcm);
+/// key schedule is zeroized on drop (aes-gcm's `zeroize` feature), and boxed so
+/// moving its owner leaves no copy of it behind on the stack.
+pub(super) struct Cipher(Box<Aes256Gcm>);
 
 impl Cipher {
     pub(super) fn new(key: &[u8; KEY_LEN]) -> Self {
-        Self(Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key)))
+        Self(Box::new(Aes256Gcm::new(&Key::<Aes256Gcm>::from(*key))))
     }
 
     /// Encrypts `out[start..]` in place and appends the tag.

@@ -25,6 +25,8 @@ pub enum DbError {
     Key(#[from] KeyError),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    #[error("the database has no schema yet (or an older one): run `vibee-sessions migrate`")]
+    NoSchema,
     #[error("database error: {0}")]
     Query(DieselError),
 }
@@ -37,6 +39,12 @@ impl From<DieselError> for DbError {
                 if info.constraint_name() == Some("user_sessions_session_id_key") =>
             {
                 DbError::SessionIdTaken
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if info.message().starts_with("relation \"")
+                    && info.message().ends_with("\" does not exist") =>
+            {
+                DbError::NoSchema
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 DbError::Unavailable(e.to_string())

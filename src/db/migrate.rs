@@ -8,6 +8,9 @@ use super::error::DbError;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// How many migrations the binary carries.
+pub const MIGRATIONS_COUNT: usize = 1;
+
 /// Advisory lock key held while migrating, so replicas starting together take
 /// turns instead of racing ("vibee-mg").
 const MIGRATION_LOCK: i64 = 0x7669_6265_652d_6d67;
