@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, against a real PostgreSQL.
+#
+#   scripts/test.sh [cargo test arguments...]
+#
+# The server: TEST_DATABASE_URL when set, else the server of DATABASE_URL
+# (its database must allow CREATE DATABASE), else the local PostgreSQL on
+# 127.0.0.1:5432 as user postgres, started when installed but down. Each test
+# creates its own database from a migrated template and drops it afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/postgres.sh
+
+if ! command -v cargo >/dev/null 2>&1; then
+  pg_say "cargo is not installed: install Rust with rustup (https://rustup.rs), then run this again."
+  exit 1
+fi
+
+export TEST_DATABASE_URL=${TEST_DATABASE_URL:-${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
+ensure_postgres "$TEST_DATABASE_URL"
+
+for tool in pg_dump; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    pg_say "$tool is needed by the tests (Debian: apt-get install postgresql-client)."
+    exit 1
+  fi
+done
+
+# Databases left by an earlier run that was killed before its tests could
+# drop them, and templates of older schemas.
+psql "$TEST_DATABASE_URL" -XAtqc \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'vs\_test\_%' OR datname LIKE 'vs\_template\_%'" |
+  while read -r db; do
+    psql "$TEST_DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+  done
+
+start=$(date +%s)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --all-targets --locked "$@" 2>&1 | tee "$log" || status=$?
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
+echo
+echo "scripts/test.sh: $(( $(date +%s) - start ))s"
+echo "tests: $passed passed, $failed failed"
+exit $status
