@@ -78,10 +78,18 @@ fn keygen_writes_a_private_file_and_refuses_to_overwrite_it() {
     let out = bin().args(["keygen", "--out"]).arg(&path).output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out).1.contains("refusing to overwrite"));
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), first, "the old key is intact");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        first,
+        "the old key is intact"
+    );
 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = bin().args(["keygen", "--force", "--out"]).arg(&path).output().unwrap();
+    let out = bin()
+        .args(["keygen", "--force", "--out"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert_ne!(std::fs::read_to_string(&path).unwrap(), first);
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -99,26 +107,48 @@ fn missing_configuration_is_named() {
 fn unreachable_database_is_exit_4_with_the_cause() {
     let out = bin()
         .args(["migrate"])
-        .env("DATABASE_URL", "postgres://nobody:hunter2secret@127.0.0.1:1/none?sslmode=disable")
+        .env(
+            "DATABASE_URL",
+            "postgres://nobody:hunter2secret@127.0.0.1:1/none?sslmode=disable",
+        )
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(4), "{:?}", text(&out));
     let (_, stderr) = text(&out);
     assert!(stderr.contains("cannot connect to PostgreSQL"), "{stderr}");
-    assert!(stderr.to_lowercase().contains("refused"), "the cause is shown: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains("refused"),
+        "the cause is shown: {stderr}"
+    );
     assert!(!stderr.contains("hunter2secret"), "the password is not");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migrate_on_an_empty_database_then_up_to_date() {
     let db = TestDb::empty().await;
-    let out = bin().args(["keys", "status"]).env("DATABASE_URL", &db.url).output().unwrap();
+    let out = bin()
+        .args(["keys", "status"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4));
-    assert!(text(&out).1.contains("run `vibee-sessions migrate`"), "{:?}", text(&out));
-    let out = bin().arg("migrate").env("DATABASE_URL", &db.url).output().unwrap();
+    assert!(
+        text(&out).1.contains("run `vibee-sessions migrate`"),
+        "{:?}",
+        text(&out)
+    );
+    let out = bin()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(text(&out).0.contains("applied"));
-    let out = bin().arg("migrate").env("DATABASE_URL", &db.url).output().unwrap();
+    let out = bin()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
     assert!(text(&out).0.contains("up to date"));
 }
 
@@ -142,7 +172,10 @@ async fn keys_status_shows_keys_and_refuses_a_wrong_master_key() {
     assert_eq!(doc["master_key"]["matches"], true);
     assert_eq!(doc["keys"][0]["state"], "primary");
     assert_eq!(doc["keys"][0]["kek_id"], kek.as_str());
-    assert!(doc["keys"][0].get("wrapped_key").is_none(), "no key material");
+    assert!(
+        doc["keys"][0].get("wrapped_key").is_none(),
+        "no key material"
+    );
 
     let out = bin()
         .args(["keys", "status"])
@@ -184,6 +217,9 @@ fn a_malformed_master_key_is_named_not_shown() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let (_, stderr) = text(&out);
-    assert!(stderr.contains("MASTER_KEY decodes to 18 bytes"), "{stderr}");
+    assert!(
+        stderr.contains("MASTER_KEY decodes to 18 bytes"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("c2hvcnQtc2VjcmV0LXZhbHVl"));
 }

@@ -52,7 +52,10 @@ async fn no_plaintext_in_the_database_dump_or_the_logs() {
     let db = TestDb::new().await;
     let vault = open_vault(&db, &TestKey::generate()).await;
     let mut conn = db.conn().await;
-    let ctx = AuditContext { actor: "secrets-test".into(), request_id: None };
+    let ctx = AuditContext {
+        actor: "secrets-test".into(),
+        request_id: None,
+    };
 
     let mut secrets: Vec<Vec<u8>> = Vec::new();
     for i in 0..5u8 {
@@ -62,7 +65,11 @@ async fn no_plaintext_in_the_database_dump_or_the_logs() {
             .bytes()
             .chain((0..300u16).map(|b| (b as u8).wrapping_mul(31).wrapping_add(i)))
             .collect();
-        secrets.extend([api_hash.clone().into_bytes(), phone.clone().into_bytes(), blob.clone()]);
+        secrets.extend([
+            api_hash.clone().into_bytes(),
+            phone.clone().into_bytes(),
+            blob.clone(),
+        ]);
         let input = SessionInput {
             user_id: format!("tenant-{i}"),
             api_id: 100 + i32::from(i),
@@ -71,9 +78,15 @@ async fn no_plaintext_in_the_database_dump_or_the_logs() {
             session_data: Some(SecretSlice::from(blob)),
             ..Default::default()
         };
-        sessions::upsert(&mut conn, &vault, &ctx, &input).await.unwrap();
-        sessions::upsert(&mut conn, &vault, &ctx, &input).await.unwrap();
-        sessions::get_credentials(&mut conn, &vault, &ctx, &input.user_id).await.unwrap();
+        sessions::upsert(&mut conn, &vault, &ctx, &input)
+            .await
+            .unwrap();
+        sessions::upsert(&mut conn, &vault, &ctx, &input)
+            .await
+            .unwrap();
+        sessions::get_credentials(&mut conn, &vault, &ctx, &input.user_id)
+            .await
+            .unwrap();
     }
     // A rejected write must not echo the rejected value either.
     let bad_phone = "+0000111122223333444";
@@ -84,7 +97,10 @@ async fn no_plaintext_in_the_database_dump_or_the_logs() {
         phone: Some(SecretString::from(bad_phone)),
         ..Default::default()
     };
-    let err = sessions::upsert(&mut conn, &vault, &ctx, &rejected).await.err().unwrap();
+    let err = sessions::upsert(&mut conn, &vault, &ctx, &rejected)
+        .await
+        .err()
+        .unwrap();
     assert!(!err.to_string().contains(bad_phone));
     secrets.push(bad_phone.as_bytes().to_vec());
     // An integrity failure is logged: where, never what.
@@ -93,7 +109,10 @@ async fn no_plaintext_in_the_database_dump_or_the_logs() {
         .batch_execute("UPDATE user_sessions SET phone_encrypted = api_hash_encrypted WHERE user_id = 'tenant-0'")
         .await
         .unwrap();
-    let err = sessions::get_credentials(&mut conn, &vault, &ctx, "tenant-0").await.err().unwrap();
+    let err = sessions::get_credentials(&mut conn, &vault, &ctx, "tenant-0")
+        .await
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("integrity"));
 
     let dump = std::process::Command::new("pg_dump")
@@ -101,14 +120,28 @@ async fn no_plaintext_in_the_database_dump_or_the_logs() {
         .arg(format!("--dbname={}", db.url))
         .output()
         .expect("pg_dump runs (install postgresql-client)");
-    assert!(dump.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let dump = String::from_utf8(dump.stdout).unwrap();
     assert!(dump.contains("tenant-3"), "the dump holds the sessions");
-    assert!(dump.contains("COPY public.session_activity"), "the dump holds the audit log");
+    assert!(
+        dump.contains("COPY public.session_activity"),
+        "the dump holds the audit log"
+    );
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("integrity"), "the integrity failure was logged");
-    assert!(logs.len() > 1000, "TRACE logging captured the run ({} bytes)", logs.len());
+    assert!(
+        logs.contains("integrity"),
+        "the integrity failure was logged"
+    );
+    assert!(
+        logs.len() > 1000,
+        "TRACE logging captured the run ({} bytes)",
+        logs.len()
+    );
 
     for secret in &secrets {
         for form in forms(secret) {

@@ -30,7 +30,10 @@ pub fn url_with_db(url: &str, db: &str) -> String {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
     };
-    let scheme_end = base.find("://").expect("TEST_DATABASE_URL must be a postgres:// URL") + 3;
+    let scheme_end = base
+        .find("://")
+        .expect("TEST_DATABASE_URL must be a postgres:// URL")
+        + 3;
     let host_part = match base[scheme_end..].find('/') {
         Some(i) => &base[..scheme_end + i],
         None => base,
@@ -106,7 +109,9 @@ async fn template() -> String {
             .await
             .unwrap();
         let target = DatabaseTarget::parse(&url_with_db(&admin_url(), &building)).unwrap();
-        migrate::run_pending(&target).await.expect("migrations apply");
+        migrate::run_pending(&target)
+            .await
+            .expect("migrations apply");
         // Renaming needs the database to be idle: end the migration session first.
         let mut renamed = false;
         for _ in 0..50 {
@@ -125,7 +130,9 @@ async fn template() -> String {
                     renamed = true;
                     break;
                 }
-                Err(e) if is_busy_template(&e) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) if is_busy_template(&e) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
                 Err(e) => panic!("cannot rename the template: {e}"),
             }
         }
