@@ -4,6 +4,8 @@
 mod error;
 mod keys;
 mod migrate;
+mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -36,6 +38,11 @@ enum Command {
     /// Inspect and manage data keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Serve the REST API (applies pending migrations first unless --no-migrate).
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Runs the command line and turns the outcome into the process exit code.
@@ -65,6 +72,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 match command {
                     Command::Migrate => migrate::run(&ProcessEnv).await,
                     Command::Keys(k) => keys::run(k, &ProcessEnv).await,
+                    Command::Serve(args) => serve::run(&args, &ProcessEnv).await,
+                    Command::Token(t) => token::run(t, &ProcessEnv).await,
                     Command::Keygen(_) => unreachable!("handled above"),
                 }
             })

@@ -79,7 +79,7 @@ pub async fn record(
     Ok(())
 }
 
-#[derive(Debug, Serialize, Queryable, Selectable)]
+#[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = session_activity)]
 pub struct Activity {
     pub id: i64,
@@ -88,6 +88,7 @@ pub struct Activity {
     pub activity_type: String,
     pub actor: String,
     pub request_id: Option<String>,
+    #[schema(value_type = Object)]
     pub details: Value,
     pub created_at: DateTime<Utc>,
 }

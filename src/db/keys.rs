@@ -334,7 +334,7 @@ impl Vault {
 }
 
 /// One line of `keys status`: never key material.
-#[derive(Debug, Serialize, QueryableByName)]
+#[derive(Debug, Serialize, QueryableByName, utoipa::ToSchema)]
 pub struct KeyStatus {
     #[diesel(sql_type = Integer)]
     pub id: i32,

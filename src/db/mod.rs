@@ -8,6 +8,7 @@ pub mod migrate;
 mod pool;
 pub mod schema;
 pub mod sessions;
+pub mod tokens;
 pub mod validate;
 
 pub use connection::{ConnectError, DatabaseTarget};

@@ -27,7 +27,7 @@ const PHONE: &str = "phone_encrypted";
 const SESSION_DATA: &str = "session_data_encrypted";
 
 /// Everything about a session but its secrets.
-#[derive(Debug, Clone, Serialize, Queryable, Selectable)]
+#[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = user_sessions)]
 pub struct SessionMeta {
     pub id: Uuid,
@@ -40,6 +40,7 @@ pub struct SessionMeta {
     pub is_authorized: bool,
     pub digital_twin_enabled: bool,
     pub auto_reply_enabled: bool,
+    #[schema(value_type = Vec<Object>)]
     pub target_chats: Value,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub version: i64,
@@ -227,8 +228,10 @@ fn open_field(
     column: &'static str,
     stored: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, DbError> {
-    ring.open(&FieldRef::new(TABLE, column, row_id.as_bytes()), stored)
-        .map_err(|_| {
+    let opened = ring.open(&FieldRef::new(TABLE, column, row_id.as_bytes()), stored);
+    metrics::counter!("vibee_decryptions_total").increment(1);
+    opened.map_err(|_| {
+            metrics::counter!("vibee_integrity_failures_total").increment(1);
             // Where, never what: the value itself stays out of the log.
             tracing::error!(table = TABLE, column, row_id = %row_id, "stored value failed to decrypt: integrity error");
             DbError::Integrity {
@@ -495,7 +498,7 @@ pub struct ListQuery {
     pub is_authorized: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub sessions: Vec<SessionMeta>,
     pub next_cursor: Option<String>,

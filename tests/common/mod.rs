@@ -246,3 +246,5 @@ pub async fn open_vault(db: &TestDb, key: &TestKey) -> Vault {
     let mut conn = db.conn().await;
     Vault::open(&mut conn, key.keys()).await.unwrap()
 }
+
+pub mod server;

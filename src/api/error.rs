@@ -1,0 +1,156 @@
+//! The one error type of the API, and the one place store errors become
+//! HTTP statuses. Bodies are `{"error": "...", "code": "...", "field"?: "..."}`
+//! and never carry a credential or the reason a decryption failed.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::db::DbError;
+
+#[derive(Debug)]
+pub struct AppError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+    extra: Option<(&'static str, String)>,
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            extra: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_request", message)
+    }
+
+    pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field),
+            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required (Authorization: Bearer <token>)",
+        )
+    }
+
+    pub fn forbidden(scope: &'static str) -> Self {
+        Self {
+            extra: Some(("required_scope", scope.to_owned())),
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token lacks the scope {scope}"),
+            )
+        }
+    }
+
+    pub fn unsupported_media_type(expected: &str) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("the request body must be sent as Content-Type: {expected}"),
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database is unavailable; retry shortly",
+        )
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error; the request id is in the logs",
+        )
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::NotFound => AppError::not_found("no such session"),
+            DbError::SessionIdTaken => AppError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "session_id is already used by another user",
+            ),
+            DbError::Invalid(i) => AppError::invalid_field(i.field, i.to_string()),
+            DbError::Integrity { .. } => {
+                // Logged with its place where it was detected; the caller
+                // learns only that stored data failed its check.
+                AppError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "integrity_error",
+                    "stored data failed its integrity check",
+                )
+            }
+            DbError::Unavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                AppError::unavailable()
+            }
+            DbError::NoSchema => {
+                tracing::error!("database schema missing: run `vibee-sessions migrate`");
+                AppError::unavailable()
+            }
+            other @ (DbError::Key(_) | DbError::Query(_)) => {
+                tracing::error!(error = %other, "request failed");
+                AppError::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message, "code": self.code });
+        if let Some(field) = self.field {
+            body["field"] = json!(field);
+        }
+        if let Some((k, v)) = self.extra {
+            body[k] = json!(v);
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,224 @@
+//! The REST API (axum): one `App` state, handlers that take it and return
+//! `AppResult<T>`, errors turned into statuses in one place (`error.rs`).
+
+mod auth;
+mod blob;
+mod error;
+mod extract;
+mod middleware;
+mod ops;
+mod sessions;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use serde::Serialize;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::TokenUses;
+pub use error::{AppError, AppResult};
+
+use crate::db::{Pool, PooledConnection, Vault};
+
+/// Everything a handler needs, shared by all requests.
+pub struct AppState {
+    pub pool: Pool,
+    pub vault: Arc<Vault>,
+    pub metrics: PrometheusHandle,
+    openapi_json: String,
+    token_uses: TokenUses,
+}
+
+pub type App = Arc<AppState>;
+
+impl AppState {
+    pub fn new(pool: Pool, vault: Arc<Vault>) -> App {
+        Arc::new(Self {
+            pool,
+            vault,
+            metrics: metrics_handle(),
+            openapi_json: openapi_json(),
+            token_uses: TokenUses::default(),
+        })
+    }
+
+    pub async fn conn(&self) -> AppResult<PooledConnection> {
+        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
+    }
+}
+
+/// The request id of a request, as set or checked by the middleware.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(middleware::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, for a person.
+    error: String,
+    /// What is wrong, for a program: `malformed_request`, `invalid_field`,
+    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, ...
+    code: String,
+    /// The field at fault, for `invalid_field`.
+    field: Option<String>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vibee-sessions",
+        description = "Encrypted store of Telegram session credentials for a multi-tenant agent. \
+            Every /api/v1 route needs `Authorization: Bearer <token>` with the scope it names."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(sessions::upsert, sessions::list))
+        .routes(routes!(sessions::get, sessions::patch, sessions::delete))
+        .routes(routes!(sessions::activity))
+        .routes(routes!(blob::get, blob::put))
+        .routes(routes!(ops::keys))
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the API, generated from the handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+pub fn openapi_json() -> String {
+    openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+}
+
+/// The process-wide Prometheus recorder (metrics has one global recorder).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0,
+                    ],
+                )
+                .expect("buckets are not empty")
+                .install_recorder()
+                .expect("no other metrics recorder is installed")
+        })
+        .clone()
+}
+
+/// Limits of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    pub request_timeout: Duration,
+    /// Send Strict-Transport-Security (when serving HTTPS).
+    pub hsts: bool,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            hsts: false,
+        }
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(app: App, settings: &ApiSettings) -> Router {
+    let (routes, _) = routes();
+    let x_request_id = HeaderName::from_static(middleware::REQUEST_ID);
+    let mut router = routes
+        .fallback(|| async { AppError::not_found("no such route") })
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(middleware::track_metrics))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    settings.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(extract::BODY_LIMIT)),
+        )
+        .with_state(app);
+    for (name, value) in middleware::SECURITY_HEADERS {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(name),
+            middleware::header_value(value),
+        ));
+    }
+    if settings.hsts {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            middleware::header_value("max-age=31536000"),
+        ));
+    }
+    router.layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(middleware::sanitize_request_id))
+            .layer(SetRequestIdLayer::new(
+                x_request_id.clone(),
+                MakeRequestUuid,
+            ))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+            ]))
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(|req: &Request<_>| {
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            request_id = request_id(req.headers()).unwrap_or_default(),
+                        )
+                    })
+                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+            )
+            .layer(PropagateRequestIdLayer::new(x_request_id))
+            .layer(axum::middleware::from_fn(middleware::json_errors))
+            .layer(CatchPanicLayer::custom(middleware::panic_response)),
+    )
+}

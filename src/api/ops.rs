@@ -1,0 +1,98 @@
+//! Operations: liveness, readiness, metrics, key status, the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::db::keys::{self, KeyStatus};
+
+use super::auth::{Admin, AnyToken, Auth};
+use super::error::AppResult;
+use super::{App, ErrorBody};
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// The process is up. Touches nothing else.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// The database answers and the key ring is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "Database unreachable", body = ErrorBody),
+    ))]
+pub async fn readyz(State(app): State<App>) -> AppResult<Json<Health>> {
+    let mut conn = app.conn().await?;
+    diesel::sql_query("SELECT 1")
+        .execute(&mut conn)
+        .await
+        .map_err(crate::db::DbError::from)?;
+    // The ring is loaded before the server starts; a primary is always present.
+    let _ = app.vault.ring().primary_id();
+    Ok(Json(Health { status: "ready" }))
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    let status = app.pool.status();
+    metrics::gauge!("vibee_db_pool_connections").set(status.size as f64);
+    metrics::gauge!("vibee_db_pool_available").set(status.available as f64);
+    metrics::gauge!("vibee_db_pool_waiting").set(status.waiting as f64);
+    metrics::gauge!("vibee_db_pool_max").set(status.max_size as f64);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeysView {
+    /// Fingerprint of the master key this server runs with.
+    kek_id: String,
+    keys: Vec<KeyStatus>,
+}
+
+#[utoipa::path(get, path = "/api/v1/keys", tag = "operations",
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Data keys: ids, states, rows and encryptions. Never key material", body = KeysView),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks admin", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn keys(State(app): State<App>, _auth: Auth<Admin>) -> AppResult<Json<KeysView>> {
+    let mut conn = app.conn().await?;
+    let keys = keys::key_status(&mut conn).await?;
+    Ok(Json(KeysView {
+        kek_id: app.vault.master().current().kek_id().to_string(),
+        keys,
+    }))
+}
+
+/// This document (OpenAPI 3.1). Any valid token may read it.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+    ))]
+pub async fn openapi(State(app): State<App>, _auth: Auth<AnyToken>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        app.openapi_json.clone(),
+    )
+}

@@ -1,0 +1,142 @@
+//! `vibee-sessions serve`: migrate, check the master key, serve the API until
+//! SIGTERM or ctrl-c, let in-flight requests finish, close the pool.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use clap::Args;
+
+use crate::api::{self, ApiSettings, AppState};
+use crate::config::{self, Env};
+use crate::crypto::MasterKeys;
+use crate::db::{DatabaseTarget, PoolSettings, Vault, build_pool, keys, migrate};
+
+use super::CliError;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Do not apply pending migrations at start (when a deploy step runs
+    /// `vibee-sessions migrate` instead).
+    #[arg(long)]
+    no_migrate: bool,
+}
+
+/// How long in-flight requests may run on after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(30);
+
+fn tls_files(env: &dyn Env) -> Result<Option<(PathBuf, PathBuf)>, CliError> {
+    match (env.get("TLS_CERT_FILE"), env.get("TLS_KEY_FILE")) {
+        (Some(cert), Some(key)) => Ok(Some((cert.into(), key.into()))),
+        (None, None) => Ok(None),
+        _ => Err(CliError::new(
+            CliError::CONFIG,
+            "set both TLS_CERT_FILE and TLS_KEY_FILE to serve HTTPS, or neither",
+        )),
+    }
+}
+
+/// Opens the key vault as every long-running process must: unlock the master
+/// key, check it against the stored keys, create the first data key if none.
+pub async fn open_vault(target: &DatabaseTarget, env: &dyn Env) -> Result<Vault, CliError> {
+    let source = config::master_key_source(env)?;
+    let previous = config::previous_master_key(env)?;
+    let mut conn = target.connect().await?;
+    let master = keys::unlock(&mut conn, source).await?;
+    Ok(Vault::open(&mut conn, MasterKeys::new(master, previous)).await?)
+}
+
+pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
+    crate::crypto_provider::install();
+    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let listen = config::listen_addr(env);
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        CliError::new(
+            CliError::CONFIG,
+            format!("LISTEN_ADDR {listen:?} is not an address:port such as 127.0.0.1:8080"),
+        )
+    })?;
+    let tls = tls_files(env)?;
+    if !args.no_migrate {
+        for version in migrate::run_pending(&target).await? {
+            tracing::info!(%version, "applied migration");
+        }
+    }
+    let vault = Arc::new(open_vault(&target, env).await?);
+    tracing::info!(
+        kek_id = %vault.master().current().kek_id(),
+        primary_data_key = vault.ring().primary_id().0,
+        "master key checked, data keys loaded"
+    );
+    let pool = build_pool(&target, &PoolSettings::default());
+    let app = AppState::new(pool.clone(), vault);
+    let settings = ApiSettings {
+        hsts: tls.is_some(),
+        ..ApiSettings::default()
+    };
+    let router = api::router(app, &settings);
+
+    let handle: Handle<SocketAddr> = Handle::new();
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let announce = handle.clone();
+    tokio::spawn(async move {
+        if let Some(bound) = announce.listening().await {
+            tracing::info!("listening on {scheme}://{bound}");
+        }
+    });
+    let served = match tls {
+        Some((cert, key)) => {
+            let config = RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| {
+                    CliError::new(
+                        CliError::CONFIG,
+                        format!(
+                            "cannot load TLS_CERT_FILE {} / TLS_KEY_FILE {}: {e}",
+                            cert.display(),
+                            key.display()
+                        ),
+                    )
+                })?;
+            axum_server::bind_rustls(addr, config)
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await
+        }
+        None => {
+            axum_server::bind(addr)
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await
+        }
+    };
+    served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
+    pool.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_on_signal(handle: Handle<SocketAddr>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+    handle.graceful_shutdown(Some(DRAIN));
+}

@@ -1,0 +1,86 @@
+//! `vibee-sessions token create|list|revoke`.
+
+use clap::Subcommand;
+use secrecy::ExposeSecret;
+
+use crate::config::{self, Env};
+use crate::db::DatabaseTarget;
+use crate::db::tokens::{self, Scope};
+
+use super::CliError;
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it, alone on stdout, this once (only its hash is stored).
+    Create {
+        /// A name for the token; it appears in the audit log.
+        #[arg(long)]
+        name: String,
+        /// sessions:read (credentials), sessions:write, sessions:list, admin (everything).
+        /// Repeat or separate with commas.
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<Scope>,
+    },
+    /// List tokens: names, scopes, use. Never the secrets.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: it stops working at once.
+    Revoke { name: String },
+}
+
+pub async fn run(command: TokenCommand, env: &dyn Env) -> Result<(), CliError> {
+    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let mut conn = target.connect().await?;
+    match command {
+        TokenCommand::Create { name, scopes } => {
+            let token = tokens::create(&mut conn, &name, &scopes).await?;
+            println!("{}", token.expose_secret());
+            let scopes: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
+            eprintln!(
+                "created token {name:?} with scopes {}; it is shown this once",
+                scopes.join(",")
+            );
+        }
+        TokenCommand::List { json } => {
+            let list = tokens::list(&mut conn).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&list).expect("JSON of plain values")
+                );
+            } else {
+                println!(
+                    "{:<24}  {:<40}  {:<20}  STATE",
+                    "NAME", "SCOPES", "LAST USED"
+                );
+                for t in list {
+                    let last = t
+                        .last_used_at
+                        .map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "never".into());
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<24}  {:<40}  {:<20}  {state}",
+                        t.name,
+                        t.scopes.join(","),
+                        last
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            if tokens::revoke(&mut conn, &name).await? {
+                eprintln!("revoked token {name:?}");
+            } else {
+                eprintln!("token {name:?} was already revoked");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,861 @@
+//! The REST API over real HTTP, against a real `serve` process and PostgreSQL.
+
+mod common;
+
+use base64::Engine;
+use common::server::{Http, Server, create_token};
+use common::{TestDb, TestKey};
+use serde_json::{Value, json};
+
+const HASH: &str = "0123456789abcdef0123456789abcdef";
+
+struct Env {
+    db: TestDb,
+    server: Server,
+    admin: Http,
+}
+
+async fn start() -> Env {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    let server = Server::start(&db, &key);
+    let token = create_token(&db, "admin", "admin");
+    let admin = server.client().with_token(&token);
+    Env { db, server, admin }
+}
+
+fn session(user_id: &str) -> Value {
+    json!({
+        "user_id": user_id,
+        "api_id": 12345,
+        "api_hash": HASH,
+        "phone": "+15551234567",
+        "username": "alice",
+        "session_data": base64::engine::general_purpose::STANDARD.encode(b"mtproto blob"),
+        "target_chats": [-100123, "@news"],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_read_update_list_patch_and_delete() {
+    let env = start().await;
+    let api = &env.admin;
+
+    let created = api.post_json("/api/v1/sessions", &session("144022504"));
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    assert_eq!(
+        created.header("location"),
+        Some("/api/v1/sessions/144022504")
+    );
+    let meta = created.json();
+    let session_id = meta["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(meta["has_phone"], true);
+    assert!(
+        meta.get("api_hash").is_none(),
+        "a write answers with metadata only"
+    );
+
+    let got = api.get("/api/v1/sessions/144022504");
+    assert_eq!(got.status, 200);
+    let body = got.json();
+    assert_eq!(body["api_hash"], HASH);
+    assert_eq!(body["phone"], "+15551234567");
+    assert_eq!(
+        body["session_data"],
+        base64::engine::general_purpose::STANDARD.encode(b"mtproto blob")
+    );
+    assert_eq!(body["target_chats"], json!([-100123, "@news"]));
+    assert_eq!(got.header("cache-control"), Some("no-store"));
+
+    let mut update = session("144022504");
+    update["api_id"] = json!(999);
+    update.as_object_mut().unwrap().remove("phone");
+    let updated = api.post_json("/api/v1/sessions", &update);
+    assert_eq!(updated.status, 200);
+    assert_eq!(updated.json()["version"], 2);
+    assert_eq!(
+        api.get("/api/v1/sessions/144022504").json()["phone"],
+        "+15551234567",
+        "phone kept"
+    );
+
+    let patched = api.patch_json(
+        "/api/v1/sessions/144022504",
+        &json!({"is_authorized": true, "username": null, "last_seen_at": "2026-11-29T10:00:00Z"}),
+    );
+    assert_eq!(
+        patched.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&patched.body)
+    );
+    let p = patched.json();
+    assert_eq!(p["is_authorized"], true);
+    assert_eq!(p["username"], Value::Null);
+    assert_eq!(p["last_seen_at"], "2026-11-29T10:00:00Z");
+
+    let list = api.get("/api/v1/sessions");
+    assert_eq!(list.status, 200);
+    let l = list.json();
+    assert_eq!(l["sessions"].as_array().unwrap().len(), 1);
+    assert!(
+        l["sessions"][0].get("api_hash").is_none(),
+        "the list holds no secret"
+    );
+    assert!(!String::from_utf8_lossy(&list.body).contains(HASH));
+    assert_eq!(
+        api.get("/api/v1/sessions?is_authorized=false").json()["sessions"],
+        json!([])
+    );
+
+    let activity = api.get("/api/v1/sessions/144022504/activity").json();
+    let kinds: Vec<_> = activity["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["activity_type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kinds[..2],
+        ["session_updated".to_owned(), "credentials_read".to_owned()]
+    );
+    assert!(
+        activity["activity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["actor"] == "admin")
+    );
+
+    assert_eq!(
+        api.delete(&format!("/api/v1/sessions/{session_id}")).status,
+        204
+    );
+    assert_eq!(
+        api.delete(&format!("/api/v1/sessions/{session_id}")).status,
+        204,
+        "idempotent"
+    );
+    assert_eq!(api.get("/api/v1/sessions").json()["sessions"], json!([]));
+    assert_eq!(
+        api.get("/api/v1/sessions?include_inactive=true").json()["sessions"][0]["is_active"],
+        false
+    );
+    assert_eq!(
+        api.delete(&format!("/api/v1/sessions/{session_id}?purge=true"))
+            .status,
+        204
+    );
+    assert_eq!(api.get("/api/v1/sessions/144022504").status, 404);
+    assert_eq!(
+        api.delete(&format!("/api/v1/sessions/{session_id}")).status,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_blob_as_raw_bytes() {
+    let env = start().await;
+    let api = &env.admin;
+    let mut s = session("bridge-user");
+    s.as_object_mut().unwrap().remove("session_data");
+    let sid = api.post_json("/api/v1/sessions", &s).json()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/api/v1/sessions/{sid}/data");
+    let none = api.get(&path);
+    assert_eq!(none.status, 404);
+    assert_eq!(none.json()["code"], "no_session_data");
+    let blob: Vec<u8> = (0..350u32).map(|i| (i * 7 % 256) as u8).collect();
+    let put = api.send("PUT", &path, Some(("application/octet-stream", &blob)), &[]);
+    assert_eq!(put.status, 204, "{}", String::from_utf8_lossy(&put.body));
+    let got = api.get(&path);
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(got.body, blob);
+    let wrong_type = api.send("PUT", &path, Some(("application/json", b"{}")), &[]);
+    assert_eq!(wrong_type.status, 415);
+    let empty = api.send("PUT", &path, Some(("application/octet-stream", b"")), &[]);
+    assert_eq!(empty.status, 422);
+    let too_big = vec![0u8; 300 * 1024];
+    assert_eq!(
+        api.send(
+            "PUT",
+            &path,
+            Some(("application/octet-stream", &too_big)),
+            &[]
+        )
+        .status,
+        413
+    );
+    let over_field_limit = vec![1u8; 65 * 1024];
+    let r = api.send(
+        "PUT",
+        &path,
+        Some(("application/octet-stream", &over_field_limit)),
+        &[],
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["field"], "session_data");
+    assert_eq!(api.get("/api/v1/sessions/nobody-has-this/data").status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_status_is_json_and_names_what_is_wrong() {
+    let env = start().await;
+    let api = &env.admin;
+    assert_eq!(api.post_json("/api/v1/sessions", &session("a")).status, 201);
+    let a_sid = api.get("/api/v1/sessions/a").json()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let cases: Vec<(&str, Http, &str, &str, Option<(&str, Vec<u8>)>, u16, &str)> = vec![
+        (
+            "malformed JSON",
+            api.clone(),
+            "POST",
+            "/api/v1/sessions",
+            Some(("application/json", b"{\"user_id\": ".to_vec())),
+            400,
+            "malformed_request",
+        ),
+        (
+            "trailing garbage",
+            api.clone(),
+            "POST",
+            "/api/v1/sessions",
+            Some(("application/json", b"{} x".to_vec())),
+            400,
+            "malformed_request",
+        ),
+        (
+            "no token",
+            Http::new(&env.server.base),
+            "GET",
+            "/api/v1/sessions",
+            None,
+            401,
+            "unauthorized",
+        ),
+        (
+            "bad token",
+            Http::new(&env.server.base).with_token("vbs_not-a-real-token"),
+            "GET",
+            "/api/v1/sessions",
+            None,
+            401,
+            "unauthorized",
+        ),
+        (
+            "unknown session",
+            api.clone(),
+            "GET",
+            "/api/v1/sessions/nobody",
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "unknown route",
+            api.clone(),
+            "GET",
+            "/api/v1/nothing-here",
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "wrong method",
+            api.clone(),
+            "PUT",
+            "/api/v1/sessions",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "session_id taken",
+            api.clone(),
+            "POST",
+            "/api/v1/sessions",
+            Some((
+                "application/json",
+                json!({"user_id": "b", "api_id": 1, "api_hash": HASH, "session_id": a_sid})
+                    .to_string()
+                    .into_bytes(),
+            )),
+            409,
+            "conflict",
+        ),
+        (
+            "too large",
+            api.clone(),
+            "POST",
+            "/api/v1/sessions",
+            Some(("application/json", vec![b' '; 400 * 1024])),
+            413,
+            "payload_too_large",
+        ),
+        (
+            "form body",
+            api.clone(),
+            "POST",
+            "/api/v1/sessions",
+            Some(("application/x-www-form-urlencoded", b"user_id=a".to_vec())),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type",
+            api.clone(),
+            "PATCH",
+            "/api/v1/sessions/a",
+            Some(("", b"{}".to_vec())),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "bad limit",
+            api.clone(),
+            "GET",
+            "/api/v1/sessions?limit=5000",
+            None,
+            422,
+            "invalid_field",
+        ),
+        (
+            "bad query",
+            api.clone(),
+            "GET",
+            "/api/v1/sessions?limit=abc",
+            None,
+            400,
+            "invalid_query",
+        ),
+        (
+            "path traversal",
+            api.clone(),
+            "GET",
+            "/api/v1/sessions/..%2Fetc",
+            None,
+            422,
+            "invalid_field",
+        ),
+        (
+            "NUL in path",
+            api.clone(),
+            "GET",
+            "/api/v1/sessions/a%00b",
+            None,
+            422,
+            "invalid_field",
+        ),
+    ];
+    for (what, client, method, path, body, status, code) in cases {
+        let body_ref = body.as_ref().map(|(ct, b)| (*ct, b.as_slice()));
+        let r = client.send(method, path, body_ref, &[]);
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let j = r.json();
+        assert_eq!(j["code"], code, "{what}: {j}");
+        assert!(j["error"].as_str().is_some_and(|e| !e.is_empty()), "{what}");
+    }
+    assert_eq!(
+        Http::new(&env.server.base)
+            .get("/api/v1/sessions")
+            .header("www-authenticate"),
+        Some("Bearer")
+    );
+
+    // 422 names the field, and never echoes the value sent.
+    let invalid: Vec<(Value, &str)> = vec![
+        (
+            json!({"user_id": "x", "api_id": 1, "api_hash": "secret-but-short"}),
+            "api_hash",
+        ),
+        (
+            json!({"user_id": "x", "api_id": "12", "api_hash": HASH}),
+            "api_id",
+        ),
+        (
+            json!({"user_id": "x", "api_id": 0, "api_hash": HASH}),
+            "api_id",
+        ),
+        (
+            json!({"user_id": "x", "api_id": 1, "api_hash": HASH, "phone": "555-SECRET"}),
+            "phone",
+        ),
+        (
+            json!({"user_id": "x", "api_id": 1, "api_hash": HASH, "session_data": "***not base64***"}),
+            "session_data",
+        ),
+        (
+            json!({"user_id": "x", "api_id": 1, "api_hash": HASH, "target_chats": {"a": 1}}),
+            "target_chats",
+        ),
+        (json!({"user_id": "x", "api_id": 1}), "api_hash"),
+        (
+            json!({"user_id": "x", "api_id": 1, "api_hash": HASH, "bogus": true}),
+            "body",
+        ),
+        (
+            json!({"user_id": "x y", "api_id": 1, "api_hash": HASH}),
+            "user_id",
+        ),
+        (
+            json!({"user_id": "x", "api_id": 99999999999u64, "api_hash": HASH}),
+            "api_id",
+        ),
+    ];
+    for (body, field) in invalid {
+        let r = api.post_json("/api/v1/sessions", &body);
+        assert_eq!(
+            r.status,
+            422,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let j = r.json();
+        assert_eq!(j["field"], field, "{body}: {j}");
+        let text = String::from_utf8_lossy(&r.body);
+        for secret in ["secret-but-short", "555-SECRET", "***not base64***"] {
+            assert!(!text.contains(secret), "the error echoes a value: {text}");
+        }
+    }
+    let r = api.patch_json("/api/v1/sessions/a", &json!({"api_hash": HASH}));
+    assert_eq!(r.status, 422, "secrets are not patchable");
+    let r = api.patch_json("/api/v1/sessions/a", &json!({}));
+    assert_eq!(r.status, 422);
+}
+
+/// Each route, with a token of each scope: allowed exactly where the scope says.
+#[tokio::test(flavor = "multi_thread")]
+async fn scope_matrix() {
+    let env = start().await;
+    assert_eq!(
+        env.admin
+            .post_json("/api/v1/sessions", &session("m"))
+            .status,
+        201
+    );
+    let sid = env.admin.get("/api/v1/sessions/m").json()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let scopes = ["sessions:read", "sessions:write", "sessions:list", "admin"];
+    let clients: Vec<(&str, Http)> = scopes
+        .iter()
+        .map(|s| {
+            let name = format!("scope-{}", s.replace(':', "-"));
+            (
+                *s,
+                env.server
+                    .client()
+                    .with_token(&create_token(&env.db, &name, s)),
+            )
+        })
+        .collect();
+    let blob_path = format!("/api/v1/sessions/{sid}/data");
+    let delete_path = format!("/api/v1/sessions/{sid}");
+    let body = session("m").to_string();
+    let routes: Vec<(&str, &str, Option<(&str, &[u8])>, &str)> = vec![
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(("application/json", body.as_bytes())),
+            "sessions:write",
+        ),
+        ("GET", "/api/v1/sessions", None, "sessions:list"),
+        ("GET", "/api/v1/sessions/m", None, "sessions:read"),
+        (
+            "PATCH",
+            "/api/v1/sessions/m",
+            Some(("application/json", b"{\"auto_reply_enabled\":true}")),
+            "sessions:write",
+        ),
+        ("GET", "/api/v1/sessions/m/activity", None, "sessions:list"),
+        (
+            "PUT",
+            &blob_path,
+            Some(("application/octet-stream", b"blob")),
+            "sessions:write",
+        ),
+        ("GET", &blob_path, None, "sessions:read"),
+        ("GET", "/api/v1/keys", None, "admin"),
+        ("DELETE", &delete_path, None, "sessions:write"),
+    ];
+    for (method, path, body, needed) in &routes {
+        for (scope, client) in &clients {
+            let r = client.send(method, path, *body, &[]);
+            let allowed = scope == needed || *scope == "admin";
+            if allowed {
+                assert!(r.status < 300, "{method} {path} with {scope}: {}", r.status);
+            } else {
+                assert_eq!(r.status, 403, "{method} {path} with {scope}");
+                assert_eq!(r.json()["required_scope"], *needed);
+            }
+        }
+    }
+    // The OpenAPI document needs a token, any token.
+    for (scope, client) in &clients {
+        assert_eq!(client.get("/api/v1/openapi.json").status, 200, "{scope}");
+    }
+    assert_eq!(
+        Http::new(&env.server.base)
+            .get("/api/v1/openapi.json")
+            .status,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_tokens_stop_working_at_once_and_the_audit_names_the_token() {
+    let env = start().await;
+    let token = create_token(&env.db, "bridge-7", "sessions:write,sessions:list");
+    let client = env.server.client().with_token(&token);
+    assert_eq!(
+        client.post_json("/api/v1/sessions", &session("t")).status,
+        201
+    );
+    let trail = env.admin.get("/api/v1/sessions/t/activity").json();
+    assert_eq!(trail["activity"][0]["actor"], "bridge-7");
+    assert!(
+        trail["activity"][0]["request_id"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vibee-sessions"))
+        .args(["token", "revoke", "bridge-7"])
+        .env_clear()
+        .env("DATABASE_URL", &env.db.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let r = client.get("/api/v1/sessions");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.json(),
+        env.server
+            .client()
+            .with_token("vbs_never-existed")
+            .get("/api/v1/sessions")
+            .json(),
+        "a revoked token and an unknown one look the same"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pagination_across_pages() {
+    let env = start().await;
+    for i in 0..23 {
+        assert_eq!(
+            env.admin
+                .post_json("/api/v1/sessions", &session(&format!("p{i:02}")))
+                .status,
+            201
+        );
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/sessions?limit=10".to_owned();
+    loop {
+        let page = env.admin.get(&path).json();
+        seen.extend(
+            page["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["user_id"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/sessions?limit=10&cursor={c}"),
+            None => break,
+        }
+    }
+    let expected: Vec<_> = (0..23).map(|i| format!("p{i:02}")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sixty_four_concurrent_clients_lose_nothing() {
+    let env = start().await;
+    let mut threads = Vec::new();
+    for t in 0..64 {
+        let client = env.admin.clone();
+        threads.push(std::thread::spawn(move || {
+            let user = format!("c{}", t % 16);
+            let mut last = 0;
+            for round in 0..5 {
+                let api_id = 1 + t * 100 + round;
+                let mut body = session(&user);
+                body["api_id"] = json!(api_id);
+                let w = client.post_json("/api/v1/sessions", &body);
+                assert!(w.status == 200 || w.status == 201, "write: {}", w.status);
+                last = api_id;
+                let r = client.get(&format!("/api/v1/sessions/{user}"));
+                assert_eq!(r.status, 200, "read");
+                assert_eq!(r.json()["api_hash"], HASH);
+            }
+            (user, last)
+        }));
+    }
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let sessions = env.admin.get("/api/v1/sessions?limit=100").json();
+    let rows = sessions["sessions"].as_array().unwrap();
+    assert_eq!(rows.len(), 16, "one row per user");
+    let total_version: i64 = rows.iter().map(|s| s["version"].as_i64().unwrap()).sum();
+    assert_eq!(total_version, 64 * 5, "every one of the 320 writes landed");
+    for row in rows {
+        let user = row["user_id"].as_str().unwrap();
+        let last_values: Vec<_> = results
+            .iter()
+            .filter(|(u, _)| u == user)
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(
+            last_values.contains(&row["api_id"].as_u64().unwrap()),
+            "the stored value is one a writer wrote last"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_metrics_and_keys() {
+    let env = start().await;
+    let anon = Http::new(&env.server.base);
+    assert_eq!(anon.get("/healthz").json()["status"], "ok");
+    assert_eq!(anon.get("/readyz").status, 200);
+    env.admin.post_json("/api/v1/sessions", &session("k"));
+    env.admin.get("/api/v1/sessions/k");
+    let metrics = String::from_utf8(anon.get("/metrics").body).unwrap();
+    for needle in [
+        "http_requests_total{route=\"/api/v1/sessions/{id}\",method=\"GET\",status=\"200\"}",
+        "http_request_duration_seconds_bucket",
+        "vibee_decryptions_total",
+        "vibee_db_pool_connections",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "metrics lack {needle}:\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("route=\"/api/v1/sessions/k\""),
+        "no raw ids in labels"
+    );
+    let keys = env.admin.get("/api/v1/keys").json();
+    assert_eq!(keys["keys"][0]["state"], "primary");
+    assert!(keys["keys"][0]["rows"].as_i64().unwrap() >= 1);
+    assert!(!keys.to_string().contains("wrapped"), "no key material");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_ids_are_echoed_and_bad_ones_replaced() {
+    let env = start().await;
+    let r = env.admin.send(
+        "GET",
+        "/api/v1/sessions",
+        None,
+        &[("x-request-id", "trace-42")],
+    );
+    assert_eq!(r.header("x-request-id"), Some("trace-42"));
+    let r = env.admin.send(
+        "GET",
+        "/api/v1/sessions",
+        None,
+        &[("x-request-id", "evil\"id with spaces")],
+    );
+    let id = r.header("x-request-id").unwrap();
+    assert!(!id.contains(' ') && !id.is_empty());
+    let r = env.admin.get("/api/v1/sessions");
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert!(r.header("x-request-id").is_some());
+    assert!(
+        env.server.logs().contains("trace-42"),
+        "request ids are logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn database_down_gives_503_and_the_server_recovers() {
+    let env = start().await;
+    assert_eq!(
+        env.admin
+            .post_json("/api/v1/sessions", &session("d"))
+            .status,
+        201
+    );
+    let admin_db = tokio_postgres_admin().await;
+    let name = &env.db.name;
+    admin_db
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let down = env.admin.get("/api/v1/sessions/d");
+    assert_eq!(down.status, 503, "{}", String::from_utf8_lossy(&down.body));
+    assert_eq!(down.json()["code"], "unavailable");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "failed fast"
+    );
+    assert_eq!(Http::new(&env.server.base).get("/readyz").status, 503);
+    assert_eq!(
+        Http::new(&env.server.base).get("/healthz").status,
+        200,
+        "the process stays up"
+    );
+    admin_db
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if env.admin.get("/api/v1/sessions/d").status == 200 {
+            recovered = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(recovered, "the server recovered without a restart");
+}
+
+async fn tokio_postgres_admin() -> tokio_postgres::Client {
+    vibee_sessions::db::DatabaseTarget::parse(&common::admin_url())
+        .unwrap()
+        .connect_client()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_on_sigterm() {
+    let mut env = start().await;
+    assert_eq!(
+        env.admin
+            .post_json("/api/v1/sessions", &session("g"))
+            .status,
+        201
+    );
+    let status = env.server.stop();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(env.server.logs().contains("stopped"));
+}
+
+#[test]
+fn the_checked_in_openapi_document_is_current() {
+    let generated = vibee_sessions::api::openapi_json();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, format!("{generated}\n")).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        committed.trim_end(),
+        generated.trim_end(),
+        "docs/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo test --test api the_checked_in_openapi` and commit it"
+    );
+    let doc: Value = serde_json::from_str(&generated).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}",
+        "/api/v1/sessions/{id}/data",
+        "/api/v1/keys",
+        "/healthz",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is documented");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_served_openapi_document_is_the_generated_one() {
+    let env = start().await;
+    let served = env.admin.get("/api/v1/openapi.json");
+    assert_eq!(served.status, 200);
+    assert_eq!(
+        String::from_utf8(served.body).unwrap(),
+        vibee_sessions::api::openapi_json()
+    );
+}
+
+/// Every log line of a full run of the API, at TRACE, holds none of the
+/// plaintexts it stored and served.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_logs_hold_no_plaintext() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    let mut server =
+        Server::start_with(&db, &key, &[("RUST_LOG", "trace"), ("LOG_FORMAT", "json")]);
+    let api = server
+        .client()
+        .with_token(&create_token(&db, "admin", "admin"));
+    let api_hash = "5ec2e75ec2e75ec2e75ec2e75ec2e7aa";
+    let phone = "+19998887766";
+    let blob = b"AUTH-KEY-0123456789-SECRET-BLOB-abcdefghij".repeat(8);
+    let blob_b64 = base64::engine::general_purpose::STANDARD.encode(&blob);
+    let body = json!({"user_id": "logged", "api_id": 4242, "api_hash": api_hash, "phone": phone, "session_data": blob_b64});
+    let created = api.post_json("/api/v1/sessions", &body);
+    assert_eq!(created.status, 201);
+    let sid = created.json()["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.get("/api/v1/sessions/logged").json()["api_hash"],
+        api_hash
+    );
+    assert_eq!(api.post_json("/api/v1/sessions", &body).status, 200);
+    let data_path = format!("/api/v1/sessions/{sid}/data");
+    assert_eq!(
+        api.send(
+            "PUT",
+            &data_path,
+            Some(("application/octet-stream", &blob)),
+            &[]
+        )
+        .status,
+        204
+    );
+    assert_eq!(api.get(&data_path).body, blob);
+    let bad_phone = "+0SECRETPHONE";
+    let mut bad = body.clone();
+    bad["phone"] = json!(bad_phone);
+    assert_eq!(api.post_json("/api/v1/sessions", &bad).status, 422);
+    api.get("/api/v1/sessions");
+    api.patch_json("/api/v1/sessions/logged", &json!({"is_authorized": true}));
+    server.stop();
+
+    let logs = server.logs();
+    assert!(
+        logs.contains("\"level\":\"TRACE\"") || logs.contains("TRACE"),
+        "TRACE logging was on"
+    );
+    assert!(logs.contains("/api/v1/sessions"), "requests were logged");
+    let mut secrets = vec![
+        api_hash.to_owned(),
+        phone.to_owned(),
+        blob_b64.clone(),
+        bad_phone.to_owned(),
+    ];
+    secrets.push(String::from_utf8(blob.clone()).unwrap());
+    secrets.push(hex::encode(&blob));
+    secrets.push(hex::encode(api_hash));
+    for secret in secrets {
+        assert!(!logs.contains(&secret), "a plaintext reached the logs");
+    }
+    // The token's secret stays out too.
+    assert!(!logs.contains("vbs_"), "a bearer token reached the logs");
+}

@@ -1,0 +1,231 @@
+//! A real `vibee-sessions serve` process on a free port, its logs captured,
+//! and a small blocking HTTP client for it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use super::{TestDb, TestKey};
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(db: &TestDb, key: &TestKey) -> Self {
+        Self::start_with(db, key, &[])
+    }
+
+    pub fn start_with(db: &TestDb, key: &TestKey, env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
+        cmd.arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &db.url)
+            .env("MASTER_KEY", key.base64())
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the vibee-sessions binary starts");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(i) = line.find("listening on ") {
+                        let url: String = line[i + 13..]
+                            .chars()
+                            .take_while(|c| !c.is_whitespace() && *c != '"')
+                            .collect();
+                        let _ = tx.send(url);
+                    }
+                    let mut l = logs.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let base = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the server did not start; its output:\n{}",
+                    logs.lock().unwrap()
+                );
+            }
+        };
+        Self { child, base, logs }
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait for the process to finish.
+    pub fn stop(&mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+
+    pub fn client(&self) -> Http {
+        Http::new(&self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON (status {}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+    pub base: String,
+    pub token: Option<String>,
+}
+
+impl Http {
+    pub fn new(base: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        Self {
+            agent,
+            base: base.to_owned(),
+            token: None,
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// Any request; `body` is (content type, bytes).
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            builder = builder.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let result = match body {
+            Some((content_type, bytes)) => {
+                let req = builder
+                    .header("content-type", content_type)
+                    .body(bytes.to_vec())
+                    .unwrap();
+                self.agent.run(req)
+            }
+            None => self.agent.run(builder.body(()).unwrap()),
+        };
+        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        Response {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.body_mut().read_to_vec().unwrap_or_default(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.send("GET", path, None, &[])
+    }
+
+    pub fn delete(&self, path: &str) -> Response {
+        self.send("DELETE", path, None, &[])
+    }
+
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Response {
+        self.send(
+            "POST",
+            path,
+            Some(("application/json", body.to_string().as_bytes())),
+            &[],
+        )
+    }
+
+    pub fn patch_json(&self, path: &str, body: &serde_json::Value) -> Response {
+        self.send(
+            "PATCH",
+            path,
+            Some(("application/json", body.to_string().as_bytes())),
+            &[],
+        )
+    }
+}
+
+/// Creates a token with the binary, as an operator would.
+pub fn create_token(db: &TestDb, name: &str, scopes: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"))
+        .args(["token", "create", "--name", name, "--scope", scopes])
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
