@@ -9,6 +9,19 @@ use serde_json::{Value, json};
 
 const HASH: &str = "0123456789abcdef0123456789abcdef";
 
+/// A request body: content type and bytes.
+type Body<'a> = Option<(&'a str, &'a [u8])>;
+/// An error case: what, client, method, path, body, status, code.
+type ErrorCase<'a> = (
+    &'a str,
+    Http,
+    &'a str,
+    &'a str,
+    Option<(&'a str, Vec<u8>)>,
+    u16,
+    &'a str,
+);
+
 struct Env {
     db: TestDb,
     server: Server,
@@ -216,7 +229,7 @@ async fn every_error_status_is_json_and_names_what_is_wrong() {
         .unwrap()
         .to_owned();
 
-    let cases: Vec<(&str, Http, &str, &str, Option<(&str, Vec<u8>)>, u16, &str)> = vec![
+    let cases: Vec<ErrorCase> = vec![
         (
             "malformed JSON",
             api.clone(),
@@ -469,7 +482,7 @@ async fn scope_matrix() {
     let blob_path = format!("/api/v1/sessions/{sid}/data");
     let delete_path = format!("/api/v1/sessions/{sid}");
     let body = session("m").to_string();
-    let routes: Vec<(&str, &str, Option<(&str, &[u8])>, &str)> = vec![
+    let routes: Vec<(&str, &str, Body, &str)> = vec![
         (
             "POST",
             "/api/v1/sessions",
