@@ -35,7 +35,15 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("the vibee-sessions binary starts");
+        Self::spawn(cmd)
+    }
+
+    /// Runs `cmd` (stdout and stderr piped) until it logs "listening on URL".
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the server command starts");
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
         for stream in [
