@@ -757,7 +757,7 @@ async fn tokio_postgres_admin() -> tokio_postgres::Client {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn graceful_shutdown_on_sigterm() {
+async fn sigterm_lets_in_flight_requests_finish() {
     let mut env = start().await;
     assert_eq!(
         env.admin
@@ -765,9 +765,81 @@ async fn graceful_shutdown_on_sigterm() {
             .status,
         201
     );
+    // Hold the row, so a PATCH is in flight when the signal arrives.
+    let mut holder = env.db.client().await;
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM user_sessions WHERE user_id = 'g' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let client = env.admin.clone();
+    let in_flight = std::thread::spawn(move || {
+        client
+            .patch_json("/api/v1/sessions/g", &json!({"auto_reply_enabled": true}))
+            .status
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &env.server.pid().to_string()])
+        .status();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    tx.commit().await.unwrap();
+    assert_eq!(
+        in_flight.join().unwrap(),
+        200,
+        "the in-flight request finished"
+    );
     let status = env.server.stop();
     assert!(status.success(), "exit status {status:?}");
-    assert!(env.server.logs().contains("stopped"));
+    let logs = env.server.logs();
+    assert!(
+        logs.contains("shutting down") && logs.contains("stopped"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_https_when_given_a_certificate() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let server = Server::start_with(
+        &db,
+        &key,
+        &[
+            ("TLS_CERT_FILE", cert_path.to_str().unwrap()),
+            ("TLS_KEY_FILE", key_path.to_str().unwrap()),
+        ],
+    );
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let port = server.base.rsplit(':').next().unwrap();
+    let roots = ureq::tls::RootCerts::Specific(std::sync::Arc::new(vec![
+        ureq::tls::Certificate::from_der(cert.cert.der()).to_owned(),
+    ]));
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
+        .build()
+        .new_agent();
+    let mut resp = agent
+        .get(format!("https://localhost:{port}/healthz"))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers().get("strict-transport-security").is_some());
+    assert!(resp.body_mut().read_to_string().unwrap().contains("ok"));
+    // Plain HTTP to the TLS port does not get an answer.
+    let plain = Http::new(&format!("http://127.0.0.1:{port}"));
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plain.get("/healthz")));
+    assert!(err.is_err() || err.unwrap().status >= 400);
 }
 
 #[test]
