@@ -4,6 +4,7 @@
 //! Modules by concern; arrows point inward: `cli` uses `db` and `crypto`,
 //! `db` uses `crypto`, `crypto` uses nothing of ours.
 
+pub mod boot;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -4,6 +4,13 @@
 mod error;
 mod keys;
 mod migrate;
+// Sessions, stats, import and boot (issue 5).
+mod boot;
+mod dotenv;
+mod import_env;
+mod session;
+mod stats;
+pub mod store;
 
 use std::process::ExitCode;
 
@@ -36,6 +43,18 @@ enum Command {
     /// Inspect and manage data keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Add, show, list and deactivate client sessions.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
+    /// Session counts, last activity, sessions per data key.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a legacy .env client (TELEGRAM_*) into the store.
+    ImportEnv(import_env::ImportEnvArgs),
+    /// Start the agent with credentials from the store (or print them).
+    Boot(boot::BootArgs),
 }
 
 /// Runs the command line and turns the outcome into the process exit code.
@@ -56,6 +75,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         // Key generation needs no runtime and no database.
         Command::Keygen(args) => keys::keygen(&args),
+        // Boot may need no runtime (legacy mode, API source) and may exec.
+        Command::Boot(args) => boot::run(args, &ProcessEnv),
         command => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -65,7 +86,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 match command {
                     Command::Migrate => migrate::run(&ProcessEnv).await,
                     Command::Keys(k) => keys::run(k, &ProcessEnv).await,
-                    Command::Keygen(_) => unreachable!("handled above"),
+                    Command::Session(c) => session::run(c, &ProcessEnv).await,
+                    Command::Stats { json } => stats::run(&ProcessEnv, json).await,
+                    Command::ImportEnv(a) => import_env::run(a, &ProcessEnv).await,
+                    Command::Keygen(_) | Command::Boot(_) => unreachable!("handled above"),
                 }
             })
         }

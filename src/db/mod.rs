@@ -8,6 +8,7 @@ pub mod migrate;
 mod pool;
 pub mod schema;
 pub mod sessions;
+pub mod stats;
 pub mod validate;
 
 pub use connection::{ConnectError, DatabaseTarget};
