@@ -395,11 +395,14 @@ async fn exec_hands_many_tenants_a_memory_file_past_a_pipe_buffer() {
     assert_eq!(doc[0]["api_hash"], HASH);
 }
 
+/// method, path, authorization header, body.
+type Request = (String, String, String, String);
+
 /// A canned REST API: answers `(method, path)` with `(status, body)` and
 /// records every request (method, path, authorization, body).
 struct FakeApi {
     url: String,
-    log: Arc<Mutex<Vec<(String, String, String, String)>>>,
+    log: Arc<Mutex<Vec<Request>>>,
 }
 
 impl FakeApi {
@@ -432,7 +435,7 @@ impl FakeApi {
         Self { url, log }
     }
 
-    fn requests(&self) -> Vec<(String, String, String, String)> {
+    fn requests(&self) -> Vec<Request> {
         self.log.lock().unwrap().clone()
     }
 }
@@ -440,7 +443,7 @@ impl FakeApi {
 fn answer(
     mut stream: std::net::TcpStream,
     routes: &HashMap<(String, String), (u16, String)>,
-    seen: &Mutex<Vec<(String, String, String, String)>>,
+    seen: &Mutex<Vec<Request>>,
 ) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
