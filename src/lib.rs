@@ -5,6 +5,7 @@
 //! `db` uses `crypto`, `crypto` uses nothing of ours.
 
 pub mod api;
+pub mod boot;
 pub mod cli;
 pub mod config;
 pub mod crypto;

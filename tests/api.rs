@@ -506,6 +506,7 @@ async fn scope_matrix() {
         ),
         ("GET", &blob_path, None, "sessions:read"),
         ("GET", "/api/v1/keys", None, "admin"),
+        ("GET", "/api/v1/stats", None, "sessions:list"),
         ("DELETE", &delete_path, None, "sessions:write"),
     ];
     for (method, path, body, needed) in &routes {
@@ -667,6 +668,10 @@ async fn health_readiness_metrics_and_keys() {
         !metrics.contains("route=\"/api/v1/sessions/k\""),
         "no raw ids in labels"
     );
+    let stats = env.admin.get("/api/v1/stats").json();
+    assert_eq!(stats["sessions"]["active"], 1);
+    assert_eq!(stats["sessions"]["unauthorized"], 1);
+    assert!(stats["last_activity_at"].is_string());
     let keys = env.admin.get("/api/v1/keys").json();
     assert_eq!(keys["keys"][0]["state"], "primary");
     assert!(keys["keys"][0]["rows"].as_i64().unwrap() >= 1);

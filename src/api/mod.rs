@@ -111,6 +111,7 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::get, sessions::patch, sessions::delete))
         .routes(routes!(sessions::activity))
         .routes(routes!(blob::get, blob::put))
+        .routes(routes!(ops::stats))
         .routes(routes!(ops::keys))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::healthz))

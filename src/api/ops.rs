@@ -9,8 +9,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::keys::{self, KeyStatus};
+use crate::db::stats::{self, Stats};
 
-use super::auth::{Admin, AnyToken, Auth};
+use super::auth::{Admin, AnyToken, Auth, List};
 use super::error::AppResult;
 use super::{App, ErrorBody};
 
@@ -57,6 +58,20 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
+}
+
+/// Session counts and last activity: what operators watch.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "operations",
+    security(("bearer" = ["sessions:list"])),
+    responses(
+        (status = 200, description = "Active, authorized and inactive sessions; last activity; sessions per data key", body = Stats),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:list", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn stats(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<Stats>> {
+    let mut conn = app.conn().await?;
+    Ok(Json(stats::stats(&mut conn).await?))
 }
 
 #[derive(Serialize, ToSchema)]

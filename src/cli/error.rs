@@ -19,6 +19,14 @@ impl CliError {
     pub const CONFIG: u8 = 3;
     /// The database could not be reached.
     pub const DATABASE: u8 = 4;
+    /// The named session (or user) does not exist.
+    pub const NOT_FOUND: u8 = 10;
+    /// `boot`: the tenant's session is deactivated.
+    pub const INACTIVE: u8 = 11;
+    /// `boot --all`: there is no active session to start.
+    pub const NO_ACTIVE_SESSIONS: u8 = 12;
+    /// Input data is malformed or breaks a field rule (sysexits EX_DATAERR).
+    pub const DATA: u8 = 65;
 
     pub fn new(code: u8, message: impl Into<String>) -> Self {
         Self {
@@ -66,6 +74,8 @@ impl From<DbError> for CliError {
             DbError::Key(k) => k.into(),
             DbError::Unavailable(m) => Self::new(Self::DATABASE, m),
             DbError::NoSchema => Self::new(Self::DATABASE, DbError::NoSchema.to_string()),
+            DbError::Invalid(i) => Self::new(Self::DATA, format!("invalid {i}")),
+            DbError::NotFound => Self::new(Self::NOT_FOUND, "not found"),
             other => Self::failure(other.to_string()),
         }
     }

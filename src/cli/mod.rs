@@ -1,10 +1,16 @@
 //! The `vibee-sessions` command line: one binary, one subcommand per job.
 //! Secrets enter through the environment, a file or stdin, never argv.
 
+mod boot;
+mod dotenv;
 mod error;
+mod import_env;
 mod keys;
 mod migrate;
 mod serve;
+mod session;
+mod stats;
+pub mod store;
 mod token;
 
 use std::process::ExitCode;
@@ -43,6 +49,18 @@ enum Command {
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Add, show, list and deactivate client sessions.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
+    /// Session counts, last activity, sessions per data key.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a legacy .env client (TELEGRAM_*) into the store.
+    ImportEnv(import_env::ImportEnvArgs),
+    /// Start the agent with credentials from the store (or print them).
+    Boot(boot::BootArgs),
 }
 
 /// Runs the command line and turns the outcome into the process exit code.
@@ -63,6 +81,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         // Key generation needs no runtime and no database.
         Command::Keygen(args) => keys::keygen(&args),
+        // Boot may need no runtime (legacy mode, API source) and may exec.
+        Command::Boot(args) => boot::run(args, &ProcessEnv),
         command => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -74,7 +94,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     Command::Keys(k) => keys::run(k, &ProcessEnv).await,
                     Command::Serve(args) => serve::run(&args, &ProcessEnv).await,
                     Command::Token(t) => token::run(t, &ProcessEnv).await,
-                    Command::Keygen(_) => unreachable!("handled above"),
+                    Command::Session(c) => session::run(c, &ProcessEnv).await,
+                    Command::Stats { json } => stats::run(&ProcessEnv, json).await,
+                    Command::ImportEnv(a) => import_env::run(a, &ProcessEnv).await,
+                    Command::Keygen(_) | Command::Boot(_) => unreachable!("handled above"),
                 }
             })
         }

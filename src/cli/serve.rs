@@ -12,8 +12,7 @@ use clap::Args;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::{self, Env};
-use crate::crypto::MasterKeys;
-use crate::db::{DatabaseTarget, PoolSettings, Vault, build_pool, keys, migrate};
+use crate::db::{DatabaseTarget, PoolSettings, build_pool, migrate};
 
 use super::CliError;
 
@@ -39,16 +38,6 @@ fn tls_files(env: &dyn Env) -> Result<Option<(PathBuf, PathBuf)>, CliError> {
     }
 }
 
-/// Opens the key vault as every long-running process must: unlock the master
-/// key, check it against the stored keys, create the first data key if none.
-pub async fn open_vault(target: &DatabaseTarget, env: &dyn Env) -> Result<Vault, CliError> {
-    let source = config::master_key_source(env)?;
-    let previous = config::previous_master_key(env)?;
-    let mut conn = target.connect().await?;
-    let master = keys::unlock(&mut conn, source).await?;
-    Ok(Vault::open(&mut conn, MasterKeys::new(master, previous)).await?)
-}
-
 pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     crate::crypto_provider::install();
     let target = DatabaseTarget::parse(&config::database_url(env)?)?;
@@ -65,7 +54,8 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
             tracing::info!(%version, "applied migration");
         }
     }
-    let vault = Arc::new(open_vault(&target, env).await?);
+    // The shared opener: the master key checked, the first data key made.
+    let vault = Arc::new(super::store::open(env).await?.vault);
     tracing::info!(
         kek_id = %vault.master().current().kek_id(),
         primary_data_key = vault.ring().primary_id().0,

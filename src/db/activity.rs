@@ -36,6 +36,8 @@ pub enum ActivityType {
     SessionPurged,
     SessionDataRead,
     SessionDataWritten,
+    /// The boot loader handed a session's credentials to an agent.
+    BootLoad,
 }
 
 impl ActivityType {
@@ -48,6 +50,7 @@ impl ActivityType {
             ActivityType::SessionPurged => "session_purged",
             ActivityType::SessionDataRead => "session_data_read",
             ActivityType::SessionDataWritten => "session_data_written",
+            ActivityType::BootLoad => "boot_load",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod migrate;
 mod pool;
 pub mod schema;
 pub mod sessions;
+pub mod stats;
 pub mod tokens;
 pub mod validate;
 

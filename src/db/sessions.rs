@@ -21,6 +21,9 @@ use super::keys::Vault;
 use super::schema::user_sessions;
 use super::validate::{self, Invalid};
 
+mod boot_load;
+pub use boot_load::{BootPage, BootSelection, load_for_boot};
+
 pub const TABLE: &str = "user_sessions";
 const API_HASH: &str = "api_hash_encrypted";
 const PHONE: &str = "phone_encrypted";

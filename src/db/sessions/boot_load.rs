@@ -1,0 +1,118 @@
+//! The boot loader's read: active sessions with their credentials, a page at
+//! a time, each load audited (`boot_load`) and stamped in `last_seen_at` in
+//! one transaction per page, so ten thousand tenants cost a few round trips,
+//! not tens of thousands.
+
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::super::activity::{ActivityType, AuditContext};
+use super::super::schema::{session_activity, user_sessions};
+use super::{DbError, SealedRow, Session, SessionMeta, Vault, credentials, open_row, ring_for};
+
+/// Which active sessions to load.
+pub enum BootSelection<'a> {
+    /// One user's session (`NotFound` when it is absent or inactive).
+    User(&'a str),
+    /// The next page of every active session, in `user_id` order after `after`.
+    Page { after: Option<&'a str>, limit: i64 },
+}
+
+/// The loaded sessions and, for a page, where the next one starts.
+pub struct BootPage {
+    pub sessions: Vec<Session>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn load_for_boot(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    ctx: &AuditContext,
+    selection: BootSelection<'_>,
+) -> Result<BootPage, DbError> {
+    let mut query = user_sessions::table
+        .filter(user_sessions::is_active.eq(true))
+        .select((SessionMeta::as_select(), SealedRow::as_select()))
+        .order(user_sessions::user_id)
+        .into_boxed();
+    let mut limit = 1;
+    match selection {
+        BootSelection::User(user_id) => query = query.filter(user_sessions::user_id.eq(user_id)),
+        BootSelection::Page { after, limit: l } => {
+            limit = l.clamp(1, super::MAX_PAGE);
+            if let Some(after) = after {
+                query = query.filter(user_sessions::user_id.gt(after));
+            }
+        }
+    }
+    let mut rows: Vec<(SessionMeta, SealedRow)> = query.limit(limit + 1).load(conn).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|(m, _)| m.user_id.clone())
+    } else {
+        None
+    };
+    if rows.is_empty() {
+        return match selection {
+            BootSelection::User(_) => Err(DbError::NotFound),
+            BootSelection::Page { .. } => Ok(BootPage {
+                sessions: Vec::new(),
+                next_cursor,
+            }),
+        };
+    }
+    // Decrypt first: a row that fails its integrity check stops the load
+    // before anything is recorded as handed out.
+    let mut sessions = Vec::with_capacity(rows.len());
+    for (meta, row) in rows {
+        let ring = ring_for(conn, vault, &row).await?;
+        let credentials = credentials(open_row(&ring, &row)?)?;
+        sessions.push(Session { meta, credentials });
+    }
+    record_loads(conn, ctx, &sessions).await?;
+    Ok(BootPage {
+        sessions,
+        next_cursor,
+    })
+}
+
+async fn record_loads(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    sessions: &[Session],
+) -> Result<(), DbError> {
+    let ids: Vec<Uuid> = sessions.iter().map(|s| s.meta.id).collect();
+    let details: Value = json!({ "fields": ["api_hash", "phone", "session_data"] });
+    let audit: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            (
+                session_activity::session_id.eq(Some(s.meta.session_id.as_str())),
+                session_activity::user_id.eq(Some(s.meta.user_id.as_str())),
+                session_activity::activity_type.eq(ActivityType::BootLoad.as_str()),
+                session_activity::actor.eq(ctx.actor.as_str()),
+                session_activity::request_id.eq(ctx.request_id.as_deref()),
+                session_activity::details.eq(&details),
+            )
+        })
+        .collect();
+    conn.transaction::<_, DbError, _>(async |conn| {
+        diesel::update(user_sessions::table.filter(user_sessions::id.eq_any(&ids)))
+            .set((
+                user_sessions::last_seen_at.eq(diesel::dsl::sql::<Nullable<Timestamptz>>("now()")),
+                user_sessions::version.eq(user_sessions::version + 1),
+                user_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::insert_into(session_activity::table)
+            .values(&audit)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await
+}
