@@ -26,12 +26,14 @@ for tool in pg_dump; do
   fi
 done
 
-# Databases left by an earlier run that was killed before its tests could
-# drop them, and templates of older schemas.
-psql "$TEST_DATABASE_URL" -XAtqc \
-  "SELECT datname FROM pg_database WHERE datname LIKE 'vs\_test\_%' OR datname LIKE 'vs\_template\_%'" |
+# Databases left by test processes that were killed before they could drop
+# them (named vs_test_<pid>_...; a live pid's databases are left alone).
+psql "$TEST_DATABASE_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname LIKE 'vs\_test\_%'" |
   while read -r db; do
-    psql "$TEST_DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+    pid=$(printf '%s' "$db" | sed -n 's/^vs_test_\([0-9]\+\)_.*/\1/p')
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+      psql "$TEST_DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+    fi
   done
 
 start=$(date +%s)

@@ -164,7 +164,13 @@ impl TestDb {
 
     async fn create(template: Option<&str>) -> Self {
         let admin = admin_client().await;
-        let name = format!("vs_test_{}", uuid::Uuid::new_v4().simple());
+        // The pid lets scripts/test.sh drop what a killed run left behind
+        // without touching the databases of a run still going.
+        let name = format!(
+            "vs_test_{}_{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        );
         let sql = match template {
             Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
             None => format!("CREATE DATABASE {name}"),
