@@ -41,6 +41,19 @@ fn every_subcommand_has_help() {
         &["keygen", "--help"],
         &["keys", "--help"],
         &["keys", "status", "--help"],
+        &["serve", "--help"],
+        &["token", "--help"],
+        &["token", "create", "--help"],
+        &["token", "list", "--help"],
+        &["token", "revoke", "--help"],
+        &["session", "--help"],
+        &["session", "put", "--help"],
+        &["session", "get", "--help"],
+        &["session", "list", "--help"],
+        &["session", "deactivate", "--help"],
+        &["stats", "--help"],
+        &["import-env", "--help"],
+        &["boot", "--help"],
     ] {
         let out = bin().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -108,3 +108,55 @@ async fn operator_docs_run_as_written() {
     }
     assert!(work.path().join("keys/master.key").exists());
 }
+
+/// The `sh` blocks that call the REST API (curl) run as written against a real
+/// server, with `VIBEE_API_URL` and `VIBEE_TOKEN` set as the docs say.
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_examples_in_the_docs_run_against_the_server() {
+    use common::server::{Server, create_token};
+    let db = TestDb::new().await;
+    let key = common::TestKey::generate();
+    let server = Server::start(&db, &key);
+    let token = create_token(&db, "docs", "admin");
+    let run = |doc: &str, extra: &[(&str, &str)]| -> String {
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap();
+        let blocks: Vec<String> = text
+            .split("```sh\n")
+            .skip(1)
+            .map(|b| b.split("\n```").next().unwrap().to_owned())
+            .filter(|b| b.contains("curl"))
+            .collect();
+        assert!(!blocks.is_empty(), "{doc} has a curl example");
+        let mut out = String::new();
+        for block in blocks {
+            let mut cmd = Command::new("bash");
+            cmd.args(["-euo", "pipefail", "-c", &block])
+                .env("VIBEE_API_URL", &server.base)
+                .env("VIBEE_TOKEN", &token);
+            for (k, v) in extra {
+                cmd.env(k, v);
+            }
+            let o = cmd.output().unwrap();
+            assert!(
+                o.status.success(),
+                "{doc}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            out.push_str(&String::from_utf8_lossy(&o.stdout));
+        }
+        out
+    };
+    let created = run("docs/SESSION_MANAGEMENT.md", &[]);
+    assert!(created.contains("\"user_id\":\"555000111\""), "{created}");
+    let session_id =
+        serde_json::from_str::<serde_json::Value>(created.trim()).unwrap()["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let checked = run(
+        "docs/BRIDGE_INTEGRATION.md",
+        &[("TELEGRAM_SESSION_ID", &session_id)],
+    );
+    assert_eq!(checked.trim(), "200 4", "the blob is 4 bytes (AQIDBA==)");
+}

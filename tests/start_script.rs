@@ -36,7 +36,7 @@ async fn start_script_then_the_readme_curl_examples() {
         .env_remove("MASTER_KEY_FILE")
         .env_remove("MASTER_PASSPHRASE")
         .env("DATABASE_URL", &db.url)
-        .env("VIBEE_BIN", env!("CARGO_BIN_EXE_vibee-sessions"))
+        .env("VIBEE_SESSIONS_BIN", env!("CARGO_BIN_EXE_vibee-sessions"))
         .env("KEYS_DIR", keys.path())
         .env("LISTEN_ADDR", "127.0.0.1:0");
     let mut server = Server::spawn(cmd);
@@ -86,7 +86,7 @@ async fn start_script_then_the_readme_curl_examples() {
         .env_remove("MASTER_KEY_FILE")
         .env_remove("MASTER_PASSPHRASE")
         .env("DATABASE_URL", &db.url)
-        .env("VIBEE_BIN", env!("CARGO_BIN_EXE_vibee-sessions"))
+        .env("VIBEE_SESSIONS_BIN", env!("CARGO_BIN_EXE_vibee-sessions"))
         .env("KEYS_DIR", keys.path())
         .env("LISTEN_ADDR", "127.0.0.1:0");
     let server = Server::spawn(cmd);
@@ -100,4 +100,89 @@ async fn start_script_then_the_readme_curl_examples() {
         .with_token(token_before.trim())
         .get("/api/v1/sessions/144022504");
     assert_eq!(got.status, 200);
+}
+
+/// With AGENT_CMD, start.sh boots the agent in the mode the environment chooses.
+#[tokio::test(flavor = "multi_thread")]
+async fn start_script_boots_the_agent_in_each_mode() {
+    use secrecy::SecretString;
+    use vibee_sessions::db::activity::AuditContext;
+    use vibee_sessions::db::sessions::{self, SessionInput};
+
+    let db = TestDb::new().await;
+    let key = common::TestKey::generate();
+    let vault = common::open_vault(&db, &key).await;
+    let mut conn = db.conn().await;
+    for user in ["tenant-a", "tenant-b"] {
+        let input = SessionInput {
+            user_id: user.into(),
+            api_id: 777,
+            api_hash: SecretString::from("0123456789abcdef0123456789abcdef"),
+            ..Default::default()
+        };
+        sessions::upsert(&mut conn, &vault, &AuditContext::cli(), &input)
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("agent.sh");
+    std::fs::write(
+        &agent,
+        "#!/bin/sh\n\
+         test -z \"$MASTER_KEY$DATABASE_URL\" || { echo 'agent saw a secret of the loader'; exit 9; }\n\
+         if [ -n \"$VIBEE_SESSIONS_FD\" ]; then echo \"agent: $VIBEE_SESSIONS_COUNT tenants, first arg $1\";\n\
+         else echo \"agent: user=$VIBEE_USER_ID api_id=$TELEGRAM_API_ID arg=$1\"; fi\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new("bash");
+        cmd.arg(format!("{root}/scripts/start.sh"))
+            .env_remove("MASTER_KEY_FILE")
+            .env_remove("MASTER_PASSPHRASE")
+            .env_remove("USER_ID")
+            .env_remove("MULTI_TENANT")
+            .env("VIBEE_SESSIONS_BIN", env!("CARGO_BIN_EXE_vibee-sessions"))
+            .env("KEYS_DIR", dir.path())
+            .env("AGENT_CMD", format!("{} --hello", agent.display()));
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{vars:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let legacy = run(&[
+        ("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none"),
+        ("MASTER_KEY", ""),
+        ("TELEGRAM_SESSION_ID", "legacy-session"),
+        ("TELEGRAM_API_ID", "4242"),
+        ("TELEGRAM_API_HASH", "fedcba9876543210fedcba9876543210"),
+    ]);
+    assert!(
+        legacy.contains("agent: user= api_id=4242 arg=--hello")
+            || legacy.contains("api_id=4242 arg=--hello"),
+        "{legacy}"
+    );
+    let one = run(&[
+        ("DATABASE_URL", &db.url),
+        ("MASTER_KEY", key.base64()),
+        ("USER_ID", "tenant-b"),
+    ]);
+    assert!(
+        one.contains("agent: user=tenant-b api_id=777 arg=--hello"),
+        "{one}"
+    );
+    let all = run(&[
+        ("DATABASE_URL", &db.url),
+        ("MASTER_KEY", key.base64()),
+        ("MULTI_TENANT", "true"),
+    ]);
+    assert!(all.contains("agent: 2 tenants, first arg --hello"), "{all}");
 }
