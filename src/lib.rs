@@ -9,3 +9,4 @@ pub mod config;
 pub mod crypto;
 mod crypto_provider;
 pub mod db;
+pub mod rotation;
