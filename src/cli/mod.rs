@@ -4,6 +4,7 @@
 mod error;
 mod keys;
 mod migrate;
+mod rotate;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,11 @@ enum Command {
     /// Inspect and manage data keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Rotate the data key: a new primary key, every row re-encrypted under it
+    /// in small batches while the service serves, old keys retired.
+    Rotate(rotate::RotateArgs),
+    /// Re-wrap every data key under a new master key, in one transaction.
+    RotateMaster(rotate::RotateMasterArgs),
 }
 
 /// Runs the command line and turns the outcome into the process exit code.
@@ -65,6 +71,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 match command {
                     Command::Migrate => migrate::run(&ProcessEnv).await,
                     Command::Keys(k) => keys::run(k, &ProcessEnv).await,
+                    Command::Rotate(a) => rotate::rotate(&a, &ProcessEnv).await,
+                    Command::RotateMaster(a) => rotate::rotate_master_cmd(&a, &ProcessEnv).await,
                     Command::Keygen(_) => unreachable!("handled above"),
                 }
             })

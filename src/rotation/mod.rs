@@ -125,9 +125,8 @@ pub async fn rotate(
     opts: &RotateOptions,
     progress: &dyn Progress,
 ) -> Result<Outcome, RotationError> {
-    let primary_seen = vault.ring().primary_id();
     let waited = lock::acquire(conn, progress).await?;
-    let result = rotate_locked(conn, vault, opts, progress, waited, primary_seen).await;
+    let result = rotate_locked(conn, vault, opts, progress, waited).await;
     // On error the lock goes with the connection; on success give it back now.
     if result.is_ok() {
         lock::release(conn).await?;
@@ -141,7 +140,6 @@ async fn rotate_locked(
     opts: &RotateOptions,
     progress: &dyn Progress,
     waited: bool,
-    primary_seen: DataKeyId,
 ) -> Result<Outcome, RotationError> {
     let ctx = AuditContext::cli();
     let status = keys::key_status(conn).await?;
@@ -170,9 +168,11 @@ async fn rotate_locked(
         return Ok(Outcome::NothingToDo {
             primary: primary.id,
         });
-    } else if waited && primary.id as u32 != primary_seen.0 {
+    } else if waited {
+        // The rotation we waited for has just made a fresh primary: stacking
+        // another key on it would only double the work.
         progress.say(&format!(
-            "the rotation we waited for made key {} primary; not starting another",
+            "the rotation we waited for finished (data key {} is primary); not starting another",
             primary.id
         ));
         return Ok(Outcome::NothingToDo {
