@@ -9,7 +9,7 @@ mod watcher;
 
 pub use lifecycle::{
     KEYS_CHANNEL, KeyAdminError, Promotion, RewrapReport, destroy_key, promote_new_primary,
-    rewrap_all, retire_if_empty,
+    retire_if_empty, rewrap_all,
 };
 pub use watcher::{DEFAULT_KEY_REFRESH, spawn_key_watcher};
 
@@ -371,7 +371,10 @@ impl Vault {
 }
 
 /// Logs the nonce-budget warning for the primary key at start-up.
-async fn warn_if_over_budget(conn: &mut AsyncPgConnection, primary: DataKeyId) -> Result<(), DbError> {
+async fn warn_if_over_budget(
+    conn: &mut AsyncPgConnection,
+    primary: DataKeyId,
+) -> Result<(), DbError> {
     let count: i64 = encryption_keys::table
         .find(primary.0 as i32)
         .select(encryption_keys::encryption_count)

@@ -5,7 +5,11 @@ use std::time::Duration;
 /// Parses `90d`, `12h`, `30m` or `45s`. The error says what is accepted.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let bad = || format!("\"{text}\" is not a duration: use a whole number and a unit s, m, h or d, e.g. 90d");
+    let bad = || {
+        format!(
+            "\"{text}\" is not a duration: use a whole number and a unit s, m, h or d, e.g. 90d"
+        )
+    };
     let unit_at = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = text.split_at(unit_at);
     let n: u64 = number.parse().map_err(|_| bad())?;

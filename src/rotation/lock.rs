@@ -22,7 +22,10 @@ struct Locked {
 
 /// Takes the rotation lock, saying what it waits for when another process
 /// holds it. Returns whether it had to wait.
-pub async fn acquire(conn: &mut AsyncPgConnection, progress: &dyn Progress) -> Result<bool, DbError> {
+pub async fn acquire(
+    conn: &mut AsyncPgConnection,
+    progress: &dyn Progress,
+) -> Result<bool, DbError> {
     let got: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
         .bind::<BigInt, _>(ROTATION_LOCK)
         .get_result(conn)

@@ -6,9 +6,9 @@ use diesel_async::AsyncPgConnection;
 use secrecy::SecretString;
 
 use crate::crypto::{KdfParams, MasterKey, MasterKeys};
+use crate::db::DbError;
 use crate::db::activity::AuditContext;
 use crate::db::keys::{self, KeyAdminError, RewrapReport};
-use crate::db::DbError;
 
 /// The master key to move to.
 pub enum NewMaster {

@@ -76,7 +76,9 @@ pub enum Outcome {
     },
     /// `--resume` with nothing unfinished (or a rotation another process
     /// finished while we waited for it).
-    NothingToDo { primary: i32 },
+    NothingToDo {
+        primary: i32,
+    },
     Finished(Report),
 }
 

@@ -76,7 +76,11 @@ const LOG_EVERY: Duration = Duration::from_secs(1);
 impl LogState {
     fn log(&self) {
         let secs = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        let rate = if secs > 0.0 { self.done as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            self.done as f64 / secs
+        } else {
+            0.0
+        };
         tracing::info!(
             rows_done = self.done,
             rows_total = self.total,

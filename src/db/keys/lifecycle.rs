@@ -203,8 +203,13 @@ pub async fn destroy_key(
         diesel::delete(encryption_keys::table.find(id))
             .execute(conn)
             .await?;
-        activity::record_key_event(conn, ctx, ActivityType::KeyDestroyed, json!({ "key_id": id }))
-            .await?;
+        activity::record_key_event(
+            conn,
+            ctx,
+            ActivityType::KeyDestroyed,
+            json!({ "key_id": id }),
+        )
+        .await?;
         notify(conn, &format!("destroyed {id}")).await?;
         Ok(())
     })
