@@ -348,10 +348,10 @@ impl Vault {
             .get_result(conn)
             .await?;
         // Warn once when a block crosses the threshold (and again at every start).
-        if count >= NONCE_WARN_AT && count - (block as i64) < NONCE_WARN_AT {
-            if let Some(w) = nonce_warning(id.0 as i32, KeyState::Primary.as_str(), count) {
-                tracing::warn!(data_key_id = id.0, encryptions = count, "{w}");
-            }
+        if count - (block as i64) < NONCE_WARN_AT
+            && let Some(w) = nonce_warning(id.0 as i32, KeyState::Primary.as_str(), count)
+        {
+            tracing::warn!(data_key_id = id.0, encryptions = count, "{w}");
         }
         let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
         *reserved.entry(id).or_default() += block - n;
