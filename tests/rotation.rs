@@ -744,3 +744,46 @@ async fn if_older_than_and_the_nonce_budget_warning() {
         "the new key starts a fresh budget"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_commands_have_help_and_name_what_is_missing() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    for args in [
+        &["rotate", "--help"][..],
+        &["rotate-master", "--help"],
+        &["keys", "destroy", "--help"],
+    ] {
+        let out = bin(&db, &key).args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(text(&out).0.contains("Usage:"), "{args:?}");
+    }
+    // One source of the new key is required, and secrets never go on argv.
+    let out = bin(&db, &key).arg("rotate-master").output().unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).1.contains("--new-key-file"), "{:?}", text(&out));
+    let out = bin(&db, &key)
+        .args(["rotate-master", "--new-key-env", "NO_SUCH_VAR"])
+        .env_remove("NO_SUCH_VAR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out)
+            .1
+            .contains("the environment variable NO_SUCH_VAR is not set"),
+        "{:?}",
+        text(&out)
+    );
+    let out = bin(&db, &key)
+        .args(["rotate-master", "--new-key-env", "BAD_KEY"])
+        .env("BAD_KEY", "not base64!")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("BAD_KEY is not valid base64") && !stderr.contains("not base64!"),
+        "{stderr}"
+    );
+}
