@@ -11,3 +11,4 @@ pub mod config;
 pub mod crypto;
 mod crypto_provider;
 pub mod db;
+pub mod rotation;

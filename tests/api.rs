@@ -658,6 +658,8 @@ async fn health_readiness_metrics_and_keys() {
         "http_request_duration_seconds_bucket",
         "vibee_decryptions_total",
         "vibee_db_pool_connections",
+        "vibee_data_key_encryptions{data_key_id=\"1\",state=\"primary\"}",
+        "vibee_primary_data_key_id 1",
     ] {
         assert!(
             metrics.contains(needle),
@@ -948,4 +950,59 @@ async fn server_logs_hold_no_plaintext() {
     }
     // The token's secret stays out too.
     assert!(!logs.contains("vbs_"), "a bearer token reached the logs");
+}
+
+/// A running server encrypts with the new primary within seconds of a
+/// rotation made by another process, and reads rows under keys it had not
+/// loaded.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_server_follows_a_rotation() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    let server = Server::start(&db, &key);
+    let api = server
+        .client()
+        .with_token(&create_token(&db, "admin", "admin"));
+    assert_eq!(
+        api.post_json("/api/v1/sessions", &session("r1")).status,
+        201
+    );
+    let before = api.get("/api/v1/sessions/r1").json()["data_key_id"]
+        .as_i64()
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vibee-sessions"))
+        .args(["rotate", "--grace-ms", "0"])
+        .env_clear()
+        .env("DATABASE_URL", &db.url)
+        .env("MASTER_KEY", key.base64())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after_rotation = api.get("/api/v1/sessions/r1").json();
+    assert_ne!(
+        after_rotation["data_key_id"].as_i64().unwrap(),
+        before,
+        "the row moved to the new key"
+    );
+    assert_eq!(
+        after_rotation["api_hash"], HASH,
+        "and reads back through a key the server had not loaded"
+    );
+    let new_key = after_rotation["data_key_id"].as_i64().unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let written = api.post_json("/api/v1/sessions", &session("r2")).json();
+        if written["data_key_id"].as_i64() == Some(new_key) {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "still writing under the old key"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

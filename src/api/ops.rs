@@ -48,6 +48,7 @@ pub async fn readyz(State(app): State<App>) -> AppResult<Json<Health>> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
+    record_key_gauges(&app).await;
     let status = app.pool.status();
     metrics::gauge!("vibee_db_pool_connections").set(status.size as f64);
     metrics::gauge!("vibee_db_pool_available").set(status.available as f64);
@@ -72,6 +73,25 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
 pub async fn stats(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<Stats>> {
     let mut conn = app.conn().await?;
     Ok(Json(stats::stats(&mut conn).await?))
+}
+
+/// Encryptions per data key (the nonce budget) and this process's primary.
+/// A database error here must not fail the scrape: the figures are skipped.
+async fn record_key_gauges(app: &App) {
+    metrics::gauge!("vibee_primary_data_key_id").set(f64::from(app.vault.ring().primary_id().0));
+    let Ok(mut conn) = app.pool.get().await else {
+        return;
+    };
+    if let Ok(keys) = keys::key_status(&mut conn).await {
+        for k in keys {
+            let labels = [
+                ("data_key_id", k.id.to_string()),
+                ("state", k.state.clone()),
+            ];
+            metrics::gauge!("vibee_data_key_encryptions", &labels).set(k.encryptions as f64);
+            metrics::gauge!("vibee_data_key_rows", &labels).set(k.rows as f64);
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]

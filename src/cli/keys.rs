@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::config::{self, Env};
 use crate::crypto::{KekId, MasterKey};
+use crate::db::activity::AuditContext;
 use crate::db::{DatabaseTarget, MasterKeySource, keys};
 
 use super::CliError;
@@ -30,6 +31,11 @@ pub enum KeysCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Delete a retired data key for good (refused while any row uses it). Audited.
+    Destroy {
+        /// The key's id, as `keys status` shows it.
+        id: i32,
     },
 }
 
@@ -95,7 +101,21 @@ pub(crate) fn write_private_file(
 pub async fn run(command: KeysCommand, env: &dyn Env) -> Result<(), CliError> {
     match command {
         KeysCommand::Status { json } => status(env, json).await,
+        KeysCommand::Destroy { id } => destroy(env, id).await,
     }
+}
+
+async fn destroy(env: &dyn Env, id: i32) -> Result<(), CliError> {
+    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let mut conn = target.connect().await?;
+    keys::destroy_key(&mut conn, &AuditContext::cli(), id)
+        .await
+        .map_err(|e| match e {
+            keys::KeyAdminError::Db(e) => e.into(),
+            other => CliError::failure(other.to_string()),
+        })?;
+    println!("data key {id} destroyed");
+    Ok(())
 }
 
 /// The configured master key's fingerprint, when it can be known without
@@ -152,6 +172,9 @@ async fn status(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
         }
         if keys.is_empty() {
             println!("(no data keys yet: the first start of the service creates one)");
+        }
+        for w in keys.iter().filter_map(|k| k.warning.as_deref()) {
+            println!("warning: {w}");
         }
     }
     if matches == Some(false) {

@@ -7,6 +7,7 @@ mod error;
 mod import_env;
 mod keys;
 mod migrate;
+mod rotate;
 mod serve;
 mod session;
 mod stats;
@@ -61,6 +62,11 @@ enum Command {
     ImportEnv(import_env::ImportEnvArgs),
     /// Start the agent with credentials from the store (or print them).
     Boot(boot::BootArgs),
+    /// Rotate the data key: a new primary key, every row re-encrypted under it
+    /// in small batches while the service serves, old keys retired.
+    Rotate(rotate::RotateArgs),
+    /// Re-wrap every data key under a new master key, in one transaction.
+    RotateMaster(rotate::RotateMasterArgs),
 }
 
 /// Runs the command line and turns the outcome into the process exit code.
@@ -97,6 +103,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     Command::Session(c) => session::run(c, &ProcessEnv).await,
                     Command::Stats { json } => stats::run(&ProcessEnv, json).await,
                     Command::ImportEnv(a) => import_env::run(a, &ProcessEnv).await,
+                    Command::Rotate(a) => rotate::rotate(&a, &ProcessEnv).await,
+                    Command::RotateMaster(a) => rotate::rotate_master_cmd(&a, &ProcessEnv).await,
                     Command::Keygen(_) | Command::Boot(_) => unreachable!("handled above"),
                 }
             })

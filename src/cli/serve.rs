@@ -12,7 +12,7 @@ use clap::Args;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::{self, Env};
-use crate::db::{DatabaseTarget, PoolSettings, build_pool, migrate};
+use crate::db::{DatabaseTarget, PoolSettings, build_pool, keys, migrate};
 
 use super::CliError;
 
@@ -61,6 +61,9 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         primary_data_key = vault.ring().primary_id().0,
         "master key checked, data keys loaded"
     );
+    // Follow rotations made by other processes: NOTIFY, with a periodic
+    // reload as the fallback.
+    let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), keys::DEFAULT_KEY_REFRESH);
     let pool = build_pool(&target, &PoolSettings::default());
     let app = AppState::new(pool.clone(), vault);
     let settings = ApiSettings {
@@ -105,6 +108,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         }
     };
     served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
+    watcher.abort();
     pool.close();
     tracing::info!("stopped");
     Ok(())

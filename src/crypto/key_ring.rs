@@ -51,6 +51,18 @@ impl MasterKeys {
             })?;
         DataKey::unwrap(id, wrapped, master)
     }
+
+    /// Re-wraps a stored data key under `new` (a master key rotation). The key
+    /// bytes exist unwrapped only inside this call and are zeroized on return.
+    pub fn rewrap_data_key(
+        &self,
+        id: DataKeyId,
+        kek_id: &KekId,
+        wrapped: &WrappedDataKey,
+        new: &MasterKey,
+    ) -> Result<WrappedDataKey, KeyError> {
+        Ok(self.unwrap_data_key(id, kek_id, wrapped)?.wrap(new))
+    }
 }
 
 /// The unwrapped data keys of one moment: one primary that seals, all that open.

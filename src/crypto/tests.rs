@@ -293,6 +293,32 @@ fn wrapped_keys_need_the_right_master_key_and_id() {
 }
 
 #[test]
+fn rewrap_moves_a_data_key_to_the_new_master_key_unchanged() {
+    let (old, _) = MasterKey::generate();
+    let (new, _) = MasterKey::generate();
+    let key = DataKey::generate(DataKeyId(9));
+    let field = FieldRef::new("t", "c", b"row");
+    let sealed = field::seal(&key, &field, b"secret");
+    let wrapped = key.wrap(&old);
+    let keys = MasterKeys::new(old, None);
+    let old_kek = keys.current().kek_id().clone();
+    let rewrapped = keys
+        .rewrap_data_key(DataKeyId(9), &old_kek, &wrapped, &new)
+        .unwrap();
+    assert_ne!(rewrapped, wrapped);
+    assert!(DataKey::unwrap(DataKeyId(9), &rewrapped, keys.current()).is_err());
+    let back = DataKey::unwrap(DataKeyId(9), &rewrapped, &new).unwrap();
+    assert_eq!(&field::open(&back, &field, &sealed).unwrap()[..], b"secret");
+    // A key wrapped under a master key we do not hold cannot be re-wrapped.
+    let (stranger, _) = MasterKey::generate();
+    assert!(
+        MasterKeys::new(stranger, None)
+            .rewrap_data_key(DataKeyId(9), &old_kek, &wrapped, &new)
+            .is_err()
+    );
+}
+
+#[test]
 fn master_key_parsing_names_the_problem() {
     let (_, encoded) = MasterKey::generate();
     use secrecy::ExposeSecret;

@@ -38,6 +38,13 @@ pub enum ActivityType {
     SessionDataWritten,
     /// The boot loader handed a session's credentials to an agent.
     BootLoad,
+    /// Key events: no session, so `session_id`/`user_id` are NULL and
+    /// `details` holds key ids and counts only.
+    KeyRotationStarted,
+    KeyRotationFinished,
+    KeyRetired,
+    KeyDestroyed,
+    MasterKeyRotated,
 }
 
 impl ActivityType {
@@ -51,6 +58,11 @@ impl ActivityType {
             ActivityType::SessionDataRead => "session_data_read",
             ActivityType::SessionDataWritten => "session_data_written",
             ActivityType::BootLoad => "boot_load",
+            ActivityType::KeyRotationStarted => "key_rotation_started",
+            ActivityType::KeyRotationFinished => "key_rotation_finished",
+            ActivityType::KeyRetired => "key_retired",
+            ActivityType::KeyDestroyed => "key_destroyed",
+            ActivityType::MasterKeyRotated => "master_key_rotated",
         }
     }
 }
@@ -80,6 +92,26 @@ pub async fn record(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Records an event about keys rather than a session.
+pub async fn record_key_event(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    kind: ActivityType,
+    details: Value,
+) -> Result<(), DbError> {
+    record(
+        conn,
+        ctx,
+        Event {
+            kind,
+            session_id: None,
+            user_id: None,
+            details,
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Serialize, Queryable, Selectable, utoipa::ToSchema)]

@@ -1,5 +1,17 @@
 //! Data keys in the database: creating the first one, loading and unwrapping
 //! the key ring, the passphrase KDF parameters, and the nonce budget.
+//! Changes to the set of keys (rotation, retirement, destruction, re-wrapping)
+//! live in `lifecycle`; the listener that makes running processes follow them
+//! lives in `watcher`.
+
+mod lifecycle;
+mod watcher;
+
+pub use lifecycle::{
+    KEYS_CHANNEL, KeyAdminError, Promotion, RewrapReport, destroy_key, promote_new_primary,
+    retire_if_empty, rewrap_all,
+};
+pub use watcher::{DEFAULT_KEY_REFRESH, spawn_key_watcher};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +37,22 @@ pub(crate) const KEYS_LOCK: i64 = 0x7669_6265_652d_6b79;
 /// Encryptions reserved per round trip. A crash wastes at most this many from
 /// the count, which is the safe direction for a nonce budget.
 const NONCE_BLOCK: u64 = 1024;
+
+/// Encryptions under one key past which we warn: a quarter of the 2^32 that
+/// NIST SP 800-38D allows for random 96-bit nonces, so there is ample time to
+/// rotate before the limit.
+pub const NONCE_WARN_AT: i64 = 1 << 30;
+
+/// The nonce-budget warning for a key that encrypts (the primary), if due.
+pub fn nonce_warning(id: i32, state: &str, encryptions: i64) -> Option<String> {
+    (state == KeyState::Primary.as_str() && encryptions >= NONCE_WARN_AT).then(|| {
+        format!(
+            "data key {id} has made {encryptions} encryptions, past 2^30 (a quarter of the \
+             2^32 limit for random 96-bit nonces, NIST SP 800-38D): rotate \
+             (vibee-sessions rotate) to start a new data key"
+        )
+    })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -274,6 +302,7 @@ impl Vault {
             })
             .await?;
         let ring = load_key_ring(conn, &master).await?;
+        warn_if_over_budget(conn, ring.primary_id()).await?;
         Ok(Self {
             master,
             ring: SharedKeyRing::new(ring),
@@ -309,13 +338,21 @@ impl Vault {
             return Ok(ring);
         }
         let block = NONCE_BLOCK.max(n);
-        diesel::update(encryption_keys::table.find(id.0 as i32))
+        // The same one statement as ever: returning the count costs no extra write.
+        let count: i64 = diesel::update(encryption_keys::table.find(id.0 as i32))
             .set(
                 encryption_keys::encryption_count
                     .eq(encryption_keys::encryption_count + block as i64),
             )
-            .execute(conn)
+            .returning(encryption_keys::encryption_count)
+            .get_result(conn)
             .await?;
+        // Warn once when a block crosses the threshold (and again at every start).
+        if count - (block as i64) < NONCE_WARN_AT
+            && let Some(w) = nonce_warning(id.0 as i32, KeyState::Primary.as_str(), count)
+        {
+            tracing::warn!(data_key_id = id.0, encryptions = count, "{w}");
+        }
         let mut reserved = self.reserved.lock().unwrap_or_else(|p| p.into_inner());
         *reserved.entry(id).or_default() += block - n;
         Ok(ring)
@@ -333,34 +370,78 @@ impl Vault {
     }
 }
 
+/// Logs the nonce-budget warning for the primary key at start-up.
+async fn warn_if_over_budget(
+    conn: &mut AsyncPgConnection,
+    primary: DataKeyId,
+) -> Result<(), DbError> {
+    let count: i64 = encryption_keys::table
+        .find(primary.0 as i32)
+        .select(encryption_keys::encryption_count)
+        .first(conn)
+        .await?;
+    if let Some(w) = nonce_warning(primary.0 as i32, KeyState::Primary.as_str(), count) {
+        tracing::warn!(data_key_id = primary.0, encryptions = count, "{w}");
+    }
+    Ok(())
+}
+
 /// One line of `keys status`: never key material.
-#[derive(Debug, Serialize, QueryableByName, utoipa::ToSchema)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyStatus {
-    #[diesel(sql_type = Integer)]
     pub id: i32,
-    #[diesel(sql_type = diesel::sql_types::Text)]
     pub state: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
     pub kek_id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
     pub algorithm: String,
-    #[diesel(sql_type = BigInt)]
     pub rows: i64,
-    #[diesel(sql_type = BigInt)]
     pub encryptions: i64,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub created_at: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
     pub retired_at: Option<DateTime<Utc>>,
+    /// The nonce-budget warning, when the key is past `NONCE_WARN_AT`.
+    pub warning: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct KeyStatusRow {
+    #[diesel(sql_type = Integer)]
+    id: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    state: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kek_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    algorithm: String,
+    #[diesel(sql_type = BigInt)]
+    rows: i64,
+    #[diesel(sql_type = BigInt)]
+    encryptions: i64,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    retired_at: Option<DateTime<Utc>>,
 }
 
 pub async fn key_status(conn: &mut AsyncPgConnection) -> Result<Vec<KeyStatus>, DbError> {
-    Ok(diesel::sql_query(
+    let rows: Vec<KeyStatusRow> = diesel::sql_query(
         "SELECT k.id, k.state, k.kek_id, k.algorithm, \
                 (SELECT count(*) FROM user_sessions s WHERE s.data_key_id = k.id) AS rows, \
                 k.encryption_count AS encryptions, k.created_at, k.retired_at \
          FROM encryption_keys k ORDER BY k.id",
     )
     .load(conn)
-    .await?)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| KeyStatus {
+            warning: nonce_warning(r.id, &r.state, r.encryptions),
+            id: r.id,
+            state: r.state,
+            kek_id: r.kek_id,
+            algorithm: r.algorithm,
+            rows: r.rows,
+            encryptions: r.encryptions,
+            created_at: r.created_at,
+            retired_at: r.retired_at,
+        })
+        .collect())
 }

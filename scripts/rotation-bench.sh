@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Rotation throughput: seeds ROWS sessions (default 100000) into a throw-away
+# database through the real store, then runs `vibee-sessions rotate` on them
+# and prints its summary (rows, seconds, rows/s).
+#
+#   scripts/rotation-bench.sh [ROWS]          # debug build
+#   PROFILE=release scripts/rotation-bench.sh # optimised build
+#   BATCH=1000 scripts/rotation-bench.sh      # another batch size
+#
+# The server: TEST_DATABASE_URL, else DATABASE_URL, else the local PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/postgres.sh
+
+rows=${1:-100000}
+profile=${PROFILE:-debug}
+batch=${BATCH:-500}
+admin_url=${TEST_DATABASE_URL:-${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
+ensure_postgres "$admin_url"
+
+flags=()
+[ "$profile" = release ] && flags=(--release)
+cargo build "${flags[@]}" --bin vibee-sessions --example seed_sessions
+bin=target/$profile/vibee-sessions
+
+db=vs_bench_rotation_$$
+psql "$admin_url" -XAtqc "CREATE DATABASE $db" >/dev/null
+trap 'psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
+# The same server, our database: replace the URL's path, keep its query.
+DATABASE_URL=$(printf '%s' "$admin_url" | sed -E "s#^([a-z]+://[^/?]*)(/[^?]*)?#\1/$db#")
+MASTER_KEY=$("$bin" keygen)
+export DATABASE_URL MASTER_KEY
+unset MASTER_KEY_FILE MASTER_PASSPHRASE MASTER_KEY_PREVIOUS MASTER_KEY_PREVIOUS_FILE
+
+"$bin" migrate >/dev/null
+"target/$profile/examples/seed_sessions" "$rows"
+# No replica runs against this database, so no grace period is needed.
+RUST_LOG=${RUST_LOG:-warn} "$bin" rotate --grace-ms 0 --batch-size "$batch" </dev/null

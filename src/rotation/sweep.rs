@@ -1,0 +1,52 @@
+//! Moving rows onto the primary key, batch by batch.
+
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+
+use crate::db::sessions::{reseal_batch, rows_not_on};
+use crate::db::{DbError, Vault};
+
+use super::progress::Progress;
+
+/// How long to wait when every remaining row is locked by someone else.
+const LOCKED_ROWS_WAIT: Duration = Duration::from_millis(100);
+
+/// Re-encrypts every row not on the vault's primary key; returns how many
+/// rows this process moved. Each batch commits on its own, so stopping at any
+/// point loses nothing.
+pub async fn sweep(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    batch_size: u32,
+    pause: Duration,
+    progress: &dyn Progress,
+) -> Result<u64, DbError> {
+    let primary = vault.ring().primary_id();
+    let total = rows_not_on(conn, primary).await?;
+    if total == 0 {
+        return Ok(0);
+    }
+    progress.start(total as u64);
+    let mut done = 0u64;
+    loop {
+        let moved = reseal_batch(conn, vault, batch_size).await? as u64;
+        if moved == 0 {
+            // SKIP LOCKED found nothing free: either we are done, or writers
+            // hold the rest (they move those rows themselves, or free them soon).
+            if rows_not_on(conn, primary).await? == 0 {
+                break;
+            }
+            tokio::time::sleep(LOCKED_ROWS_WAIT).await;
+            continue;
+        }
+        done += moved;
+        progress.advance(moved);
+        if !pause.is_zero() {
+            // Outside any transaction: pausing never holds a lock.
+            tokio::time::sleep(pause).await;
+        }
+    }
+    progress.finish();
+    Ok(done)
+}
