@@ -25,21 +25,26 @@ fn readme_curl_block() -> String {
         .expect("a curl example in the quick start")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn start_script_then_the_readme_curl_examples() {
-    let db = TestDb::new().await;
-    let keys = tempfile::tempdir().unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
+/// `scripts/start.sh` as a new user runs it: no master key configured, keys
+/// kept in `keys_dir`, the debug binary instead of a release build.
+fn start_serving(db: &TestDb, keys_dir: &std::path::Path) -> Command {
     let mut cmd = Command::new("bash");
-    cmd.arg(format!("{root}/scripts/start.sh"))
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/start.sh"))
         .env_remove("MASTER_KEY")
         .env_remove("MASTER_KEY_FILE")
         .env_remove("MASTER_PASSPHRASE")
         .env("DATABASE_URL", &db.url)
         .env("VIBEE_SESSIONS_BIN", env!("CARGO_BIN_EXE_vibee-sessions"))
-        .env("KEYS_DIR", keys.path())
+        .env("KEYS_DIR", keys_dir)
         .env("LISTEN_ADDR", "127.0.0.1:0");
-    let mut server = Server::spawn(cmd);
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_script_then_the_readme_curl_examples() {
+    let db = TestDb::new().await;
+    let keys = tempfile::tempdir().unwrap();
+    let mut server = Server::spawn(start_serving(&db, keys.path()));
     let logs = server.logs();
     assert!(
         logs.contains("DEVELOPMENT KEY"),
@@ -80,16 +85,7 @@ async fn start_script_then_the_readme_curl_examples() {
 
     // A second start reuses the key and the token: the data stays readable.
     let token_before = std::fs::read_to_string(keys.path().join("admin.token")).unwrap();
-    let mut cmd = Command::new("bash");
-    cmd.arg(format!("{root}/scripts/start.sh"))
-        .env_remove("MASTER_KEY")
-        .env_remove("MASTER_KEY_FILE")
-        .env_remove("MASTER_PASSPHRASE")
-        .env("DATABASE_URL", &db.url)
-        .env("VIBEE_SESSIONS_BIN", env!("CARGO_BIN_EXE_vibee-sessions"))
-        .env("KEYS_DIR", keys.path())
-        .env("LISTEN_ADDR", "127.0.0.1:0");
-    let server = Server::spawn(cmd);
+    let server = Server::spawn(start_serving(&db, keys.path()));
     assert!(!server.logs().contains("DEVELOPMENT KEY"));
     assert_eq!(
         std::fs::read_to_string(keys.path().join("admin.token")).unwrap(),
