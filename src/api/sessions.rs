@@ -212,6 +212,16 @@ pub async fn list(
             "limit must be between 1 and 1000",
         ));
     }
+    // The cursor is a user_id: held to the same rules before it reaches a
+    // query (a NUL byte in it was a 500: PostgreSQL refuses NUL in text).
+    if let Some(cursor) = &params.cursor {
+        path_id("user_id", cursor).map_err(|_| {
+            AppError::invalid_field(
+                "cursor",
+                "cursor must be the next_cursor of a previous page",
+            )
+        })?;
+    }
     let mut conn = app.conn().await?;
     let page = sessions::list(
         &mut conn,
