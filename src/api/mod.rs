@@ -5,6 +5,8 @@ mod auth;
 mod blob;
 mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod middleware;
 mod ops;
 mod sessions;
