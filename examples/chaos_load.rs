@@ -270,7 +270,7 @@ fn load(args: &[String]) -> i32 {
                     n += 1;
                     pick = pick.wrapping_mul(31).wrapping_add(7);
                     // One in three: read back one of ours and check it.
-                    if n % 3 == 0 && !mine.is_empty() {
+                    if n.is_multiple_of(3) && !mine.is_empty() {
                         let (uid, exp) = &mine[pick % mine.len()];
                         if let Some(r) = client.send(
                             stats,
