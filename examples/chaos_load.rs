@@ -416,33 +416,46 @@ fn verify(args: &[String]) -> i32 {
             },
         );
     }
-    let mut lost = Vec::new();
-    for (i, (uid, exp)) in entries.iter().enumerate() {
-        let mut found = None;
-        // A few tries through a 503 (a replica still starting).
-        for attempt in 0..20 {
-            match client.send(
-                &stats,
-                i + attempt,
-                "GET",
-                &format!("/api/v1/sessions/{uid}"),
-                None,
-            ) {
-                Some(r) if r.status == 200 => {
-                    found = serde_json::from_slice::<Value>(&r.body).ok();
-                    break;
-                }
-                Some(r) if r.status == 404 => break,
-                _ => std::thread::sleep(Duration::from_millis(250)),
-            }
-        }
-        let ok = found
-            .as_ref()
-            .is_some_and(|v| exp.acked.matches(v) || exp.maybe.iter().any(|m| m.matches(v)));
-        if !ok {
-            lost.push(uid.clone());
-        }
-    }
+    // Eight readers, each a share of the ledger.
+    let all: Vec<(&String, &Expect)> = entries.iter().collect();
+    let lost: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = all
+            .chunks(all.len().div_ceil(8).max(1))
+            .enumerate()
+            .map(|(t, chunk)| {
+                let (client, stats) = (&client, &stats);
+                s.spawn(move || {
+                    let mut lost = Vec::new();
+                    for (i, (uid, exp)) in chunk.iter().enumerate() {
+                        let mut found = None;
+                        // A few tries through a 503 (a replica still starting).
+                        for attempt in 0..20 {
+                            let path = format!("/api/v1/sessions/{uid}");
+                            match client.send(stats, t + i + attempt, "GET", &path, None) {
+                                Some(r) if r.status == 200 => {
+                                    found = serde_json::from_slice::<Value>(&r.body).ok();
+                                    break;
+                                }
+                                Some(r) if r.status == 404 => break,
+                                _ => std::thread::sleep(Duration::from_millis(250)),
+                            }
+                        }
+                        let ok = found.as_ref().is_some_and(|v| {
+                            exp.acked.matches(v) || exp.maybe.iter().any(|m| m.matches(v))
+                        });
+                        if !ok {
+                            lost.push((*uid).clone());
+                        }
+                    }
+                    lost
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
     for uid in lost.iter().take(20) {
         eprintln!("LOST or WRONG: {uid}");
     }

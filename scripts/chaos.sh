@@ -4,7 +4,7 @@
 # ledger of the writes the API acknowledged; each scenario ends by checking
 # that every one of them is stored and decrypts to the value written.
 #
-#   scripts/chaos.sh                 all scenarios (about 6-8 minutes)
+#   scripts/chaos.sh                 all scenarios (about 8 minutes, debug build)
 #   scripts/chaos.sh kill pg         only some: kill pg rotate slow replicas
 #   ROTATE_KILLS=30 scripts/chaos.sh rotate
 #
@@ -14,7 +14,7 @@
 #             is down, no hung request, recovery without restarting serve
 #   rotate    kill -9 of `rotate` at random points, ROTATE_KILLS times
 #             (default 20), each followed by `rotate --resume`, under load
-#   slow      pool exhaustion: every write made 2 s slow (pg_sleep in a
+#   slow      pool exhaustion: every write made 3 s slow (pg_sleep in a
 #             trigger), then a table lock held: 503s fast, nothing piles up
 #   replicas  three `serve` replicas on one database, load spread over them,
 #             a data key rotation, a master key rotation and a rolling restart
@@ -28,7 +28,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scenarios=("$@")
-[ ${#scenarios[@]} -eq 0 ] && scenarios=(kill pg rotate slow replicas)
+# rotate first, while the table is small: each of its rotations re-encrypts
+# every row.
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(rotate kill pg slow replicas)
 profile=${PROFILE:-debug}
 rotate_kills=${ROTATE_KILLS:-20}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -179,12 +181,15 @@ for scenario in "${scenarios[@]}"; do
   rotate)
     say "scenario rotate: kill -9 of rotate at random points, $rotate_kills times, each resumed"
     rm -f "$work/stop-rotate"
-    load "$ledger_main" rotate 600 6 "$main_url" --stop-file "$work/stop-rotate"
-    sleep 4
+    # A light load (bounded in requests) so that the table, which every
+    # rotation re-encrypts whole, stays a few thousand rows.
+    load "$ledger_main" rotate-seed 6 4 "$main_url"
+    load_wait rotate-seed
+    load "$ledger_main" rotate 600 2 "$main_url" --stop-file "$work/stop-rotate" --max-requests 4000
     landed=0
     for i in $(seq 1 "$rotate_kills"); do
       DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/chaos" MASTER_KEY="$old_key" RUST_LOG=warn \
-        "$bin" rotate --grace-ms 3000 --batch-size 25 --pause-ms 20 >>"$work/rotate.log" 2>&1 </dev/null &
+        "$bin" rotate --grace-ms 3000 --batch-size 50 --pause-ms 10 >>"$work/rotate.log" 2>&1 </dev/null &
       rpid=$!
       pids+=($rpid)
       sleep "$(awk -v s="$RANDOM" 'BEGIN { printf "%.2f", 0.05 + (s % 300) / 100 }')"
@@ -202,19 +207,20 @@ for scenario in "${scenarios[@]}"; do
       "$bin" keys status >"$work/keys-after-rotate.log" 2>&1
     keys=$(psql_db chaos -c "SELECT count(*) FILTER (WHERE state='primary') || ' primary, ' || count(*) FILTER (WHERE state='active') || ' active, ' || count(*) FILTER (WHERE state='retired') || ' retired' FROM encryption_keys")
     off=$(psql_db chaos -c "SELECT count(*) FROM user_sessions s JOIN encryption_keys k ON k.id = s.data_key_id WHERE k.state <> 'primary'")
-    say "  $rotate_kills rotations started, $landed killed mid-run (kill -9), every one resumed; keys: $keys; rows not on the primary: $off"
-    echo "rotate: $rotate_kills rotations, $landed killed mid-run, all resumed; keys: $keys; rows off primary: $off" >>"$out/figures.txt"
+    rows=$(psql_db chaos -c "SELECT count(*) FROM user_sessions")
+    say "  $rotate_kills rotations started, $landed killed mid-run (kill -9), every one resumed; $rows rows; keys: $keys; rows not on the primary: $off"
+    echo "rotate: $rotate_kills rotations, $landed killed mid-run, all resumed; $rows rows; keys: $keys; rows off primary: $off" >>"$out/figures.txt"
     [ "$off" = 0 ] || die "rows left off the primary key after resume"
     verify "$main_url" "$ledger_main" "kill -9 rotate x$landed"
     ;;
   slow)
-    say "scenario slow: every write 2 s slow (pg_sleep trigger), c=48: fail fast with 503"
-    psql_db chaos -c "CREATE FUNCTION chaos_slow() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END \$\$;
+    say "scenario slow: every write 3 s slow (pg_sleep trigger), c=64: fail fast with 503"
+    psql_db chaos -c "CREATE FUNCTION chaos_slow() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END \$\$;
       CREATE TRIGGER chaos_slow BEFORE INSERT OR UPDATE ON user_sessions FOR EACH ROW EXECUTE FUNCTION chaos_slow();"
-    load "$ledger_main" slowdb 15 48 "$main_url"
+    load "$ledger_main" slowdb 15 64 "$main_url"
     load_wait slowdb
     psql_db chaos -c "DROP TRIGGER chaos_slow ON user_sessions; DROP FUNCTION chaos_slow();"
-    echo "slow writes (2 s, c=48, pool 16): $(cat "$work/load-slowdb.out")" >>"$out/figures.txt"
+    echo "slow writes (3 s, c=64, pool 16): $(cat "$work/load-slowdb.out")" >>"$out/figures.txt"
     [ -n "$(count_status slowdb 503)" ] || die "no 503 under pool exhaustion"
     say "scenario slow: a table lock held 14 s (LOCK TABLE user_sessions), c=32"
     psql_db chaos -c "BEGIN; LOCK TABLE user_sessions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(14); COMMIT;" >/dev/null &
