@@ -89,6 +89,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), keys::DEFAULT_KEY_REFRESH);
     let pool = build_pool(&target, &pool_settings);
     let app = AppState::new(pool.clone(), vault);
+    let upkeep = api::spawn_metrics_upkeep(app.metrics.clone(), Duration::from_secs(5));
     let settings = ApiSettings {
         hsts: tls.is_some(),
         ..api_settings
@@ -144,6 +145,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     };
     served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
     watcher.abort();
+    upkeep.abort();
     pool.close();
     tracing::info!("stopped");
     Ok(())
