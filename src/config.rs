@@ -26,6 +26,12 @@ pub enum ConfigError {
     NoMasterKey,
     #[error("{0}")]
     Key(#[from] KeyError),
+    #[error("{name} must be a whole number from {min} to {max}")]
+    BadNumber {
+        name: &'static str,
+        min: u64,
+        max: u64,
+    },
 }
 
 /// Reads `.env` from the working directory when there is one. Variables
@@ -99,6 +105,25 @@ fn key_from_secret(encoded: &SecretString, name: &str) -> Result<MasterKey, KeyE
 pub fn listen_addr(env: &dyn Env) -> String {
     env.get("LISTEN_ADDR")
         .unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned())
+}
+
+/// An optional whole-number setting (`name`), within `min..=max`.
+pub fn number(
+    env: &dyn Env,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match env.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or(ConfigError::BadNumber { name, min, max }),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,4 +11,5 @@ pub mod config;
 pub mod crypto;
 mod crypto_provider;
 pub mod db;
+pub mod hardening;
 pub mod rotation;

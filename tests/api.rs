@@ -509,6 +509,43 @@ async fn scope_matrix() {
         ("GET", "/api/v1/stats", None, "sessions:list"),
         ("DELETE", &delete_path, None, "sessions:write"),
     ];
+    // Every authenticated operation of the OpenAPI document is in the matrix,
+    // with the scope the document names (issue 7: the matrix must cover
+    // every route, and the document must not lie about scopes).
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string("docs/openapi.json").unwrap()).unwrap();
+    let template = |path: &str| {
+        path.replace(&sid, "{id}")
+            .replace("/sessions/m", "/sessions/{id}")
+    };
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(security) = op["security"].as_array() else {
+                continue;
+            };
+            let scopes: Vec<&str> = security
+                .iter()
+                .flat_map(|s| s["bearer"].as_array().into_iter().flatten())
+                .filter_map(Value::as_str)
+                .collect();
+            if path == "/api/v1/openapi.json" {
+                assert!(scopes.is_empty(), "the OpenAPI document needs any token");
+                continue;
+            }
+            documented.push((method.to_uppercase(), path.clone(), scopes.join(",")));
+        }
+    }
+    let mut covered: Vec<(String, String, String)> = routes
+        .iter()
+        .map(|(m, p, _, s)| (m.to_string(), template(p), s.to_string()))
+        .collect();
+    documented.sort();
+    covered.sort();
+    assert_eq!(
+        covered, documented,
+        "the scope matrix and the documented routes differ"
+    );
     for (method, path, body, needed) in &routes {
         for (scope, client) in &clients {
             let r = client.send(method, path, *body, &[]);
@@ -531,6 +568,21 @@ async fn scope_matrix() {
             .status,
         401
     );
+}
+
+/// Issue 7: a core dump of `serve` would hold the master key and the data
+/// keys. The running server has a core size limit of 0, soft and hard.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_server_cannot_dump_core() {
+    let env = start().await;
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", env.server.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

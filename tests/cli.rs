@@ -220,6 +220,36 @@ fn a_key_file_readable_by_others_is_refused_with_the_fix() {
     assert!(stderr.contains("chmod 600"), "{stderr}");
 }
 
+/// Issue 7: a key file in a directory others may write could be swapped for
+/// theirs; such a directory is refused (a sticky one, like /tmp, is not).
+#[test]
+fn a_key_file_in_a_directory_writable_by_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let path = keys.join("master.key");
+    std::fs::write(&path, TestKey::generate().base64()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = || {
+        bin()
+            .args(["keys", "status"])
+            .env("DATABASE_URL", common::DEFAULT_ADMIN_URL)
+            .env("MASTER_KEY_FILE", &path)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(3));
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("writable by group or others"), "{stderr}");
+    assert!(stderr.contains("chmod go-w"), "{stderr}");
+    // Sticky (mode 1777, as /tmp): strangers cannot replace our file there.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let (_, stderr) = text(&run());
+    assert!(!stderr.contains("writable by group or others"), "{stderr}");
+}
+
 #[test]
 fn a_malformed_master_key_is_named_not_shown() {
     let out = bin()

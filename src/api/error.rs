@@ -101,6 +101,12 @@ impl AppError {
     }
 }
 
+impl From<crate::db::validate::Invalid> for AppError {
+    fn from(i: crate::db::validate::Invalid) -> Self {
+        AppError::invalid_field(i.field, i.to_string())
+    }
+}
+
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         match e {

@@ -24,10 +24,29 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             AppError::payload_too_large(BODY_LIMIT)
+        } else if caused_by_body_timeout(&rejection) {
+            AppError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body stopped arriving; send it at once",
+            )
         } else {
             AppError::bad_request("the request body could not be read")
         }
     })
+}
+
+/// Whether the body failed because the client stopped sending it
+/// (`RequestBodyTimeoutLayer`).
+fn caused_by_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = err.source();
+    }
+    false
 }
 
 /// A JSON body (`Content-Type: application/json`).

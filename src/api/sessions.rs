@@ -28,16 +28,27 @@ use super::{App, ErrorBody};
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// The tenant: 1-128 characters of letters, digits and `_ - . : @`.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]{0,127}$"
+    )]
     user_id: String,
     /// Telegram api_id (positive).
+    #[schema(minimum = 1)]
     api_id: i32,
     /// Telegram api_hash: 32 hexadecimal characters.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, pattern = r"^[0-9a-fA-F]{32}$")]
     api_hash: SecretString,
     /// Generated (128 random bits, hex) when absent on create; kept when absent on update.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]{0,127}$"
+    )]
     session_id: Option<String>,
     /// E.164 phone number, e.g. `+15551234567`.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^\+[1-9][0-9]{6,14}$")]
     phone: Option<SecretString>,
     username: Option<String>,
     /// The MTProto session blob, base64 (at most 64 KiB decoded).
@@ -59,7 +70,7 @@ fn decode_blob(encoded: &SecretString) -> AppResult<SecretSlice<u8>> {
 }
 
 impl CreateSession {
-    fn into_input(self) -> AppResult<SessionInput> {
+    pub(super) fn into_input(self) -> AppResult<SessionInput> {
         let session_data = self.session_data.as_ref().map(decode_blob).transpose()?;
         Ok(SessionInput {
             user_id: self.user_id,
@@ -197,6 +208,7 @@ pub struct ListParams {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Token lacks sessions:list", body = ErrorBody),
+        (status = 422, description = "limit out of range, or a cursor that is not a user_id", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -211,6 +223,16 @@ pub async fn list(
             "limit",
             "limit must be between 1 and 1000",
         ));
+    }
+    // The cursor is a user_id: held to the same rules before it reaches a
+    // query (a NUL byte in it was a 500: PostgreSQL refuses NUL in text).
+    if let Some(cursor) = &params.cursor {
+        path_id("user_id", cursor).map_err(|_| {
+            AppError::invalid_field(
+                "cursor",
+                "cursor must be the next_cursor of a previous page",
+            )
+        })?;
     }
     let mut conn = app.conn().await?;
     let page = sessions::list(
@@ -252,6 +274,19 @@ pub struct PatchSession {
     last_seen_at: Option<Option<DateTime<Utc>>>,
 }
 
+impl PatchSession {
+    pub(super) fn into_patch(self) -> SessionPatch {
+        SessionPatch {
+            username: self.username,
+            is_authorized: self.is_authorized,
+            digital_twin_enabled: self.digital_twin_enabled,
+            auto_reply_enabled: self.auto_reply_enabled,
+            target_chats: self.target_chats,
+            last_seen_at: self.last_seen_at,
+        }
+    }
+}
+
 #[utoipa::path(
     patch,
     path = "/api/v1/sessions/{id}",
@@ -277,14 +312,7 @@ pub async fn patch(
     JsonBody(body): JsonBody<PatchSession>,
 ) -> AppResult<Json<SessionMeta>> {
     path_id("user_id", &user_id)?;
-    let patch = SessionPatch {
-        username: body.username,
-        is_authorized: body.is_authorized,
-        digital_twin_enabled: body.digital_twin_enabled,
-        auto_reply_enabled: body.auto_reply_enabled,
-        target_chats: body.target_chats,
-        last_seen_at: body.last_seen_at,
-    };
+    let patch = body.into_patch();
     let mut conn = app.conn().await?;
     let meta = sessions::update_metadata(&mut conn, &auth.audit, &user_id, &patch).await?;
     Ok(Json(meta))
@@ -354,7 +382,7 @@ pub struct ActivityPage {
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Token lacks sessions:list", body = ErrorBody),
-        (status = 422, description = "Invalid user_id", body = ErrorBody),
+        (status = 422, description = "Invalid user_id, or limit out of range", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]

@@ -84,6 +84,13 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), CliError> {
+    // A core dump of a process holding the master key or unwrapped data keys
+    // would hold them in clear. `boot` is left alone: it may exec the agent,
+    // which would inherit the limit.
+    if !matches!(cli.command, Command::Boot(_)) {
+        crate::hardening::disable_core_dumps()
+            .map_err(|e| CliError::failure(format!("cannot disable core dumps: {e}")))?;
+    }
     match cli.command {
         // Key generation needs no runtime and no database.
         Command::Keygen(args) => keys::keygen(&args),

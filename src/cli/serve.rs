@@ -38,8 +38,31 @@ fn tls_files(env: &dyn Env) -> Result<Option<(PathBuf, PathBuf)>, CliError> {
     }
 }
 
+/// HTTP and pool limits from the environment (docs/CONFIGURATION.md).
+fn limits(env: &dyn Env) -> Result<(ApiSettings, PoolSettings), CliError> {
+    let secs = |name, default, max| -> Result<Duration, CliError> {
+        Ok(Duration::from_secs(config::number(
+            env, name, default, 1, max,
+        )?))
+    };
+    let api = ApiSettings {
+        request_timeout: secs("HTTP_REQUEST_TIMEOUT_SECS", 30, 3600)?,
+        body_timeout: secs("HTTP_BODY_TIMEOUT_SECS", 10, 3600)?,
+        header_timeout: secs("HTTP_HEADER_TIMEOUT_SECS", 10, 3600)?,
+        ..ApiSettings::default()
+    };
+    let defaults = PoolSettings::default();
+    let pool = PoolSettings {
+        max_size: config::number(env, "DB_POOL_SIZE", defaults.max_size as u64, 1, 1000)? as usize,
+        wait_timeout: secs("DB_POOL_WAIT_SECS", defaults.wait_timeout.as_secs(), 600)?,
+        ..defaults
+    };
+    Ok((api, pool))
+}
+
 pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     crate::crypto_provider::install();
+    let (api_settings, pool_settings) = limits(env)?;
     let target = DatabaseTarget::parse(&config::database_url(env)?)?;
     let listen = config::listen_addr(env);
     let addr: SocketAddr = listen.parse().map_err(|_| {
@@ -64,12 +87,14 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     // Follow rotations made by other processes: NOTIFY, with a periodic
     // reload as the fallback.
     let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), keys::DEFAULT_KEY_REFRESH);
-    let pool = build_pool(&target, &PoolSettings::default());
+    let pool = build_pool(&target, &pool_settings);
     let app = AppState::new(pool.clone(), vault);
+    let upkeep = api::spawn_metrics_upkeep(app.metrics.clone(), Duration::from_secs(5));
     let settings = ApiSettings {
         hsts: tls.is_some(),
-        ..ApiSettings::default()
+        ..api_settings
     };
+    let header_timeout = settings.header_timeout;
     let router = api::router(app, &settings);
 
     let handle: Handle<SocketAddr> = Handle::new();
@@ -95,13 +120,24 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
                         ),
                     )
                 })?;
-            axum_server::bind_rustls(addr, config)
+            let mut server = axum_server::bind_rustls(addr, config);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            server
                 .handle(handle)
                 .serve(router.into_make_service())
                 .await
         }
         None => {
-            axum_server::bind(addr)
+            // Slowloris: a client that trickles its headers is cut off.
+            let mut server = axum_server::bind(addr);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            server
                 .handle(handle)
                 .serve(router.into_make_service())
                 .await
@@ -109,6 +145,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     };
     served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
     watcher.abort();
+    upkeep.abort();
     pool.close();
     tracing::info!("stopped");
     Ok(())

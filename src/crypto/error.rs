@@ -31,6 +31,12 @@ pub enum KeyError {
          run `chmod 600 {path}` so only its owner can read it"
     )]
     FilePermissions { path: String, mode: u32 },
+    #[error(
+        "the directory {dir} holding the master key file is writable by group or others \
+         (mode {mode:o}): anyone who can write there can replace the key; run \
+         `chmod go-w {dir}`"
+    )]
+    DirPermissions { dir: String, mode: u32 },
     #[error("the passphrase is empty")]
     EmptyPassphrase,
     #[error("the stored key-derivation parameters are out of bounds: {0}")]

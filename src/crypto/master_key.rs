@@ -104,6 +104,32 @@ pub fn check_private_file(path: &Path) -> Result<(), KeyError> {
             mode,
         });
     }
+    check_key_dir(path)
+}
+
+/// Refuses a key file in a directory that group or others may write, unless
+/// the directory is sticky (like /tmp): there a stranger could swap the key
+/// file for one of theirs, and every new data key would be wrapped under it.
+#[cfg(unix)]
+fn check_key_dir(path: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let Ok(meta) = std::fs::metadata(&dir) else {
+        // The file was readable, so its directory exists; a directory we
+        // cannot stat is left to the file check above.
+        return Ok(());
+    };
+    let mode = meta.permissions().mode();
+    let sticky = mode & 0o1000 != 0;
+    if mode & 0o022 != 0 && !sticky {
+        return Err(KeyError::DirPermissions {
+            dir: dir.display().to_string(),
+            mode: mode & 0o7777,
+        });
+    }
     Ok(())
 }
 

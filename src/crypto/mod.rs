@@ -8,6 +8,8 @@ mod aead;
 mod data_key;
 mod error;
 mod field;
+#[doc(hidden)]
+pub mod fuzzing;
 mod kdf;
 mod key_ring;
 mod master_key;

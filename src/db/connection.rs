@@ -248,7 +248,18 @@ impl DatabaseTarget {
     /// Every statement on connections from this target is cancelled by the
     /// server after `timeout` (a cancelled client future does not stop it).
     pub fn set_statement_timeout(&mut self, timeout: Duration) {
-        let opt = format!("-c statement_timeout={}", timeout.as_millis());
+        self.add_server_option(&format!("-c statement_timeout={}", timeout.as_millis()));
+    }
+
+    /// A statement waiting longer than `timeout` for a lock (a row another
+    /// transaction holds, a table an operator locked) is cancelled by the
+    /// server, so a held lock turns into a fast 503 instead of a pile-up.
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.add_server_option(&format!("-c lock_timeout={}", timeout.as_millis()));
+    }
+
+    fn add_server_option(&mut self, opt: &str) {
+        let opt = opt.to_owned();
         let options = match self.config.get_options() {
             Some(existing) if !existing.is_empty() => format!("{existing} {opt}"),
             _ => opt,

@@ -46,12 +46,38 @@ impl From<DieselError> for DbError {
             {
                 DbError::NoSchema
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => DbError::Unavailable(e.to_string()),
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if is_transient(info.message()) =>
+            {
                 DbError::Unavailable(e.to_string())
             }
             other => DbError::Query(other),
         }
     }
+}
+
+/// Server messages that mean "the database is slow, busy or going away", not
+/// "this query is wrong": a statement or lock timeout, an administrator
+/// shutdown, a server starting up or shutting down. They are answered with a
+/// 503 (retry), never a 500. diesel does not expose the SQLSTATE, so the
+/// server's (English, `lc_messages` default) message is matched.
+fn is_transient(message: &str) -> bool {
+    const TRANSIENT: &[&str] = &[
+        "canceling statement due to statement timeout",
+        "canceling statement due to lock timeout",
+        "canceling statement due to user request",
+        "could not obtain lock",
+        "terminating connection due to administrator command",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "the database system is in recovery mode",
+        "terminating connection due to idle-in-transaction timeout",
+    ];
+    TRANSIENT.iter().any(|t| message.starts_with(t))
 }
 
 impl From<ConnectError> for DbError {
@@ -63,5 +89,74 @@ impl From<ConnectError> for DbError {
 impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>> for DbError {
     fn from(e: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>) -> Self {
         DbError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Info(&'static str);
+
+    impl diesel::result::DatabaseErrorInformation for Info {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            None
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            None
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn db(kind: DatabaseErrorKind, message: &'static str) -> DbError {
+        DieselError::DatabaseError(kind, Box::new(Info(message))).into()
+    }
+
+    /// Regression (issue 7, chaos run): a lost connection or a statement
+    /// cancelled by `statement_timeout` / `lock_timeout` was a 500; it is a 503.
+    #[test]
+    fn slow_or_lost_database_is_unavailable_not_a_query_error() {
+        for (kind, message) in [
+            (DatabaseErrorKind::UnableToSendCommand, "connection closed"),
+            (
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to statement timeout",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to lock timeout",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "the database system is shutting down",
+            ),
+        ] {
+            assert!(
+                matches!(db(kind, message), DbError::Unavailable(_)),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            db(DatabaseErrorKind::Unknown, "syntax error at or near \"x\""),
+            DbError::Query(_)
+        ));
     }
 }

@@ -21,6 +21,7 @@ pub struct PoolSettings {
     pub wait_timeout: Duration,
     pub connect_timeout: Duration,
     pub statement_timeout: Duration,
+    pub lock_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -30,6 +31,7 @@ impl Default for PoolSettings {
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -37,6 +39,7 @@ impl Default for PoolSettings {
 pub fn build_pool(target: &DatabaseTarget, settings: &PoolSettings) -> Pool {
     let mut target = target.clone();
     target.set_statement_timeout(settings.statement_timeout);
+    target.set_lock_timeout(settings.lock_timeout);
     let target = Arc::new(target);
     let mut config = ManagerConfig::default();
     config.custom_setup = Box::new(move |_url| {
