@@ -12,6 +12,8 @@ use clap::Args;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::{self, Env};
+use crate::db::activity::AuditQueue;
+use crate::db::tokens::{self, TokenCache};
 use crate::db::{DatabaseTarget, PoolSettings, build_pool, keys, migrate};
 
 use super::CliError;
@@ -65,7 +67,11 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     // reload as the fallback.
     let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), keys::DEFAULT_KEY_REFRESH);
     let pool = build_pool(&target, &PoolSettings::default());
-    let app = AppState::new(pool.clone(), vault);
+    // Verified tokens are cached while this listener hears every revocation.
+    let token_cache = Arc::new(TokenCache::default());
+    let token_watcher = tokens::spawn_token_watcher(target.clone(), token_cache.clone());
+    let (audit, audit_writer) = AuditQueue::spawn(pool.clone());
+    let app = AppState::new(pool.clone(), vault, audit.clone(), token_cache);
     let settings = ApiSettings {
         hsts: tls.is_some(),
         ..ApiSettings::default()
@@ -107,8 +113,21 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
                 .await
         }
     };
+    // Requests are done (or cut off after the drain period): write the audit
+    // events still queued before the pool goes.
+    let pending = audit.pending();
+    drop(audit);
+    if tokio::time::timeout(DRAIN, audit_writer).await.is_err() {
+        tracing::error!(
+            pending,
+            "the audit log writer did not finish within the drain period; queued audit events are lost"
+        );
+    } else if pending > 0 {
+        tracing::info!(events = pending, "audit events written before stopping");
+    }
     served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
     watcher.abort();
+    token_watcher.abort();
     pool.close();
     tracing::info!("stopped");
     Ok(())

@@ -7,6 +7,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use serde_json::Value;
 
+mod queue;
+pub use queue::{AuditQueue, MAX_BATCH, QUEUE_CAPACITY};
+
 use super::error::DbError;
 use super::schema::session_activity;
 
