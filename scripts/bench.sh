@@ -16,7 +16,7 @@
 #   CRITERION      1 (default) runs `cargo bench --bench crypto`; 0 skips it
 #   OUT            where the report goes (default docs/BENCHMARKS.md)
 #   BENCH_RUST_LOG the server's RUST_LOG (default info, as in production)
-#   PERF_RECORD    a path: `perf record -g` the server during the last GET run
+#   PERF_RECORD    a path: `perf record -g` the server during run PERF_RUN (default get_c64)
 #   DATABASE_URL / TEST_DATABASE_URL  the server to use (default the local one);
 #                  the bench creates and drops its own database, vs_bench.
 set -euo pipefail
@@ -121,9 +121,15 @@ curl -fs -H "Authorization: Bearer $TOKEN" "$base/api/v1/sessions/bench0000000" 
 # --- load ----------------------------------------------------------------
 declare -A R   # name -> "rps p50 p99 errors requests"
 wrk_run() { # name lua conns
-  local name=$1 lua=$2 c=$3 line
+  local name=$1 lua=$2 c=$3 line perf_pid=
+  if [ -n "${PERF_RECORD:-}" ] && [ "$name" = "${PERF_RUN:-get_c64}" ]; then
+    # A CPU profile of the server during this run (perf from linux-perf).
+    perf record -F 499 -g -p "$server_pid" -o "$PERF_RECORD" -- sleep "$duration" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   line=$(wrk -t2 -c"$c" -d"${duration}s" --timeout 10s -s "scripts/bench/$lua" "$base" | grep '^RESULT' || true)
   [ -n "$line" ] || { say "wrk $name gave no result"; line="RESULT 0 0 0 -1 0"; }
+  [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
   R[$name]=${line#RESULT }
   say "$name: ${R[$name]} (rps p50_ms p99_ms errors requests)"
 }
@@ -149,14 +155,7 @@ wrk -t2 -c16 -d1s -s scripts/bench/get.lua "$base" >/dev/null
 rss_idle=$(rss_kib)
 
 for c in $concurrency; do
-  perf_pid=
-  if [ -n "${PERF_RECORD:-}" ] && [ "$c" = "$(echo $concurrency | awk '{print $NF}')" ]; then
-    # A CPU profile of the server during this GET run (perf from linux-perf).
-    perf record -F 499 -g -p "$server_pid" -o "$PERF_RECORD" -- sleep "$duration" >/dev/null 2>&1 &
-    perf_pid=$!
-  fi
   wrk_run "get_c$c" get.lua "$c"
-  [ -n "$perf_pid" ] && wait "$perf_pid" || true
   wrk_run "upsert_c$c" upsert.lua "$c"
   wrk_run "list_c$c" list.lua "$c"
   pgbench_run "pg_lookup_c$c" lookup.sql "$c"
@@ -220,8 +219,9 @@ if [ "$criterion" = 1 ]; then
   cargo bench --locked --bench crypto -- --noplot 2>/dev/null | tee "$work/criterion.txt" >/dev/null || true
   # Lines like "seal/framed/400  time: [1.1 µs 1.2 µs 1.3 µs]" -> name median unit
   crypto_rows=$(awk '
-    /^[a-z_]+\/[a-z_]+\/[0-9]+/ { name=$1 }
-    /time:/ { if (name != "") { gsub(/\[/, ""); for (i=1;i<=NF;i++) if ($i=="time:") { v=$(i+3); u=$(i+4) }; print name, v, u; name="" } }
+    /%/ { next }
+    /^(seal|open)\/[a-z]+\/[0-9]+/ { name=$1 }
+    /time:/ && name != "" { gsub(/\[/, ""); for (i=1;i<=NF;i++) if ($i=="time:") { v=$(i+3); u=$(i+4) }; print name, v, u; name="" }
   ' "$work/criterion.txt")
 fi
 
