@@ -25,7 +25,11 @@ const CHUNK: usize = 1000;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    let n: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(100_000);
     let start: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(0);
     let blob_len: usize = std::env::var("SEED_BLOB_BYTES")
         .ok()
@@ -58,7 +62,10 @@ async fn main() -> anyhow::Result<()> {
                 for i in lo..hi {
                     let id = uuid::Uuid::new_v4();
                     let seal = |column, bytes: &[u8]| {
-                        ring.seal(&FieldRef::new("user_sessions", column, id.as_bytes()), bytes)
+                        ring.seal(
+                            &FieldRef::new("user_sessions", column, id.as_bytes()),
+                            bytes,
+                        )
                     };
                     let blob: Vec<u8> = (0..blob_len).map(|j| (i * 31 + j * 7) as u8).collect();
                     rows.push((
@@ -66,10 +73,14 @@ async fn main() -> anyhow::Result<()> {
                         user_sessions::user_id.eq(format!("bench{i:07}")),
                         user_sessions::session_id.eq(format!("sid{i:07}")),
                         user_sessions::api_id.eq(1000 + i as i32),
-                        user_sessions::api_hash_encrypted
-                            .eq(seal("api_hash_encrypted", format!("{:032x}", i * 7919).as_bytes())),
-                        user_sessions::phone_encrypted
-                            .eq(Some(seal("phone_encrypted", format!("+1555{i:07}").as_bytes()))),
+                        user_sessions::api_hash_encrypted.eq(seal(
+                            "api_hash_encrypted",
+                            format!("{:032x}", i * 7919).as_bytes(),
+                        )),
+                        user_sessions::phone_encrypted.eq(Some(seal(
+                            "phone_encrypted",
+                            format!("+1555{i:07}").as_bytes(),
+                        ))),
                         user_sessions::session_data_encrypted
                             .eq(Some(seal("session_data_encrypted", &blob))),
                         user_sessions::data_key_id.eq(key_id),

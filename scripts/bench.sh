@@ -17,6 +17,10 @@
 #   OUT            where the report goes (default docs/BENCHMARKS.md)
 #   BENCH_RUST_LOG the server's RUST_LOG (default info, as in production)
 #   PERF_RECORD    a path: `perf record -g` the server during run PERF_RUN (default get_c64)
+#   BENCH_DB       the database to create and drop (default vs_bench)
+#   BENCH_NOTES    a markdown file appended to the report
+# Exits non-zero when a run saw errors (non-2xx, socket errors), the server
+# logged an ERROR, or boot missed tenants: the CI smoke relies on it.
 #   DATABASE_URL / TEST_DATABASE_URL  the server to use (default the local one);
 #                  the bench creates and drops its own database, vs_bench.
 set -euo pipefail
@@ -119,6 +123,7 @@ curl -fs -H "Authorization: Bearer $TOKEN" "$base/api/v1/sessions/bench0000000" 
   || { say "a seeded session does not read back"; exit 1; }
 
 # --- load ----------------------------------------------------------------
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A R   # name -> "rps p50 p99 errors requests"
 wrk_run() { # name lua conns
   local name=$1 lua=$2 c=$3 line perf_pid=
@@ -208,6 +213,7 @@ rot_runs=$(echo "$rot_rates" | grep -c . || true)
 rot_best=$(echo "$rot_rates" | sort -n | tail -1)
 say "rotation: runs=$rot_runs first=${rot_first:-?} rows/s best=${rot_best:-?} rows/s"
 
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true
 server_pid=
 errors_in_log=$(grep -c -E ' ERROR ' "$work/server.log" || true)
@@ -244,6 +250,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
   echo "so every figure is a ratio against a reference measured in the same run."
   echo
   echo "- machine: $(nproc) cores, $cpu, $mem; PostgreSQL $pgver; $(uname -sr)"
+  echo "- load average (1/5/15 min) when the load runs began: $load_start; when they ended: $load_end (anything above ~2 means other work shared the 2 cores)"
   echo "- command: \`DURATION=$duration TENANTS=$tenants ROTATION_ROWS=$rotation_rows CONCURRENCY=\"$concurrency\" PROFILE=$profile scripts/bench.sh\`"
   echo "- data: $tenants tenants (32-hex api_hash, phone, a 350-byte session blob, all sealed as the service seals them); $rotation_rows rows for the rotation"
   echo "- load: wrk -t2, ${duration}s per run, random user_ids (scripts/bench/*.lua); pgbench -M prepared -j 2 (scripts/bench/*.sql); server RUST_LOG=${BENCH_RUST_LOG:-info}"
@@ -311,3 +318,12 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
 } >"$out"
 say "wrote $out"
 cat "$out"
+# For CI: a run that saw an error (non-2xx, socket error, no result) fails.
+bad=0
+for k in "${!R[@]}"; do
+  e=$(echo "${R[$k]}" | awk '{print $4}')
+  if [ "$e" != 0 ]; then say "run $k saw errors: ${R[$k]}"; bad=1; fi
+done
+[ "$errors_in_log" = 0 ] || { say "the server logged $errors_in_log ERROR lines"; bad=1; }
+[ "$booted" = "$tenants" ] || { say "boot returned $booted tenants, not $tenants"; bad=1; }
+exit $bad

@@ -39,12 +39,12 @@ pub async fn get(
         sessions::read_session_data(&mut conn, &app.vault, &session_id).await?
     };
     let read = read.ok_or_else(|| {
-            AppError::new(
-                StatusCode::NOT_FOUND,
-                "no_session_data",
-                "this session has no session data stored",
-            )
-        })?;
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "no_session_data",
+            "this session has no session data stored",
+        )
+    })?;
     app.audit.record(&auth.audit, read.event()).await?;
     Ok((
         [(

@@ -106,7 +106,9 @@ impl KeyRing {
 
     /// Seals under the primary key.
     pub fn seal(&self, field: &FieldRef<'_>, plaintext: &[u8]) -> Vec<u8> {
-        let primary = self.get(self.primary).expect("the ring holds its primary key");
+        let primary = self
+            .get(self.primary)
+            .expect("the ring holds its primary key");
         field::seal(primary, field, plaintext)
     }
 

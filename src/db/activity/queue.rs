@@ -100,7 +100,10 @@ impl AuditQueue {
             return Ok(());
         }
         let (done, wait) = oneshot::channel();
-        self.tx.send(Msg::Flush(done)).await.map_err(|_| stopped())?;
+        self.tx
+            .send(Msg::Flush(done))
+            .await
+            .map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())
     }
 
