@@ -46,7 +46,18 @@ impl From<DieselError> for DbError {
             {
                 DbError::NoSchema
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => DbError::Unavailable(e.to_string()),
+            // The server ended this connection (SQLSTATE 57P01-57P03: an
+            // administrator, a crash of another backend, a shutdown). Pooled
+            // connections are not pinged on checkout, so this is how a dead
+            // one shows; the pool drops it and the next request reconnects.
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if info.message().starts_with("terminating connection")
+                    || info.message().starts_with("the database system is") =>
+            {
                 DbError::Unavailable(e.to_string())
             }
             other => DbError::Query(other),
