@@ -83,6 +83,18 @@ pub async fn record(
     ctx: &AuditContext,
     event: Event<'_>,
 ) -> Result<(), DbError> {
+    let mut shared: &AsyncPgConnection = conn;
+    record_pipelined(&mut shared, ctx, event).await
+}
+
+/// `record` through a shared reference: polled together with other queries
+/// on the same connection (`futures_util::future::try_join`), it is sent in
+/// the same round trip (diesel-async pipelines them) and runs after them.
+pub async fn record_pipelined(
+    conn: &mut &AsyncPgConnection,
+    ctx: &AuditContext,
+    event: Event<'_>,
+) -> Result<(), DbError> {
     diesel::insert_into(session_activity::table)
         .values((
             session_activity::session_id.eq(event.session_id),

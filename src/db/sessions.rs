@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::TryFutureExt;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -319,20 +320,13 @@ pub async fn upsert(
             for _ in 0..3 {
                 let existing = user_sessions::table
                     .filter(user_sessions::user_id.eq(&input.user_id))
-                    .select(SealedRow::as_select())
+                    .select((SealedRow::as_select(), user_sessions::session_id))
                     .for_update()
-                    .first(conn)
+                    .first::<(SealedRow, String)>(conn)
                     .await
                     .optional()?;
-                if let Some(row) = existing {
-                    let meta = update_existing(conn, vault, &seal_ring, input, &row).await?;
-                    activity::record(conn, ctx, Event {
-                        kind: ActivityType::SessionUpdated,
-                        session_id: Some(&meta.session_id),
-                        user_id: Some(&meta.user_id),
-                        details: json!({ "fields": input.field_names(), "data_key_id": meta.data_key_id }),
-                    })
-                    .await?;
+                if let Some((row, stored_session_id)) = existing {
+                    let meta = update_existing(conn, vault, &seal_ring, ctx, input, &row, &stored_session_id).await?;
                     return Ok(Upserted::Updated(meta));
                 }
                 if let Some(meta) = insert_new(conn, &seal_ring, input).await? {
@@ -394,12 +388,17 @@ async fn insert_new(
         .optional()?)
 }
 
+/// Re-seals and updates a locked row, and writes its audit row in the same
+/// round trip (the two statements are pipelined; the transaction around them
+/// still commits both or neither).
 async fn update_existing(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
     seal_ring: &KeyRing,
+    ctx: &AuditContext,
     input: &SessionInput,
     row: &SealedRow,
+    stored_session_id: &str,
 ) -> Result<SessionMeta, DbError> {
     // Every ciphertext of a row is under the row's one data key, so fields
     // not being replaced are re-sealed under the primary too.
@@ -425,7 +424,15 @@ async fn update_existing(
         auto_reply_enabled: input.auto_reply_enabled,
         target_chats: input.target_chats.as_ref(),
     };
-    Ok(diesel::update(user_sessions::table.find(row.id))
+    let event = Event {
+        kind: ActivityType::SessionUpdated,
+        session_id: Some(input.session_id.as_deref().unwrap_or(stored_session_id)),
+        user_id: Some(&input.user_id),
+        details: json!({ "fields": input.field_names(), "data_key_id": sealed.data_key_id }),
+    };
+    let shared: &AsyncPgConnection = conn;
+    let (mut for_update, mut for_audit) = (shared, shared);
+    let update = diesel::update(user_sessions::table.find(row.id))
         .set((
             optional,
             user_sessions::api_id.eq(input.api_id),
@@ -438,8 +445,13 @@ async fn update_existing(
             user_sessions::updated_at.eq(diesel::dsl::now),
         ))
         .returning(SessionMeta::as_returning())
-        .get_result(conn)
-        .await?)
+        .get_result::<SessionMeta>(&mut for_update)
+        .map_err(DbError::from);
+    let audit = activity::record_pipelined(&mut for_audit, ctx, event);
+    // Answers come back in order: a failed UPDATE (say, a session_id taken)
+    // is the error reported, not the INSERT it aborted.
+    let (meta, ()) = futures_util::future::try_join(update, audit).await?;
+    Ok(meta)
 }
 
 /// The upsert's optional plain fields: the ones left `None` keep their values.
