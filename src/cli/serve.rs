@@ -114,17 +114,24 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         }
     };
     // Requests are done (or cut off after the drain period): write the audit
-    // events still queued before the pool goes.
+    // events still queued before the pool goes. A flush, not a wait for the
+    // writer to see every sender dropped: a connection task that outlives the
+    // drain may still hold one.
     let pending = audit.pending();
-    drop(audit);
-    if tokio::time::timeout(DRAIN, audit_writer).await.is_err() {
-        tracing::error!(
-            pending,
+    match tokio::time::timeout(DRAIN, audit.flush()).await {
+        Ok(Ok(())) if pending > 0 => {
+            tracing::info!(events = pending, "audit events written before stopping");
+        }
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, pending = audit.pending(), "audit events lost at stop")
+        }
+        Err(_) => tracing::error!(
+            pending = audit.pending(),
             "the audit log writer did not finish within the drain period; queued audit events are lost"
-        );
-    } else if pending > 0 {
-        tracing::info!(events = pending, "audit events written before stopping");
+        ),
     }
+    audit_writer.abort();
     served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
     watcher.abort();
     token_watcher.abort();
