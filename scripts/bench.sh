@@ -17,6 +17,8 @@
 #   OUT            where the report goes (default docs/BENCHMARKS.md)
 #   BENCH_RUST_LOG the server's RUST_LOG (default info, as in production)
 #   PERF_RECORD    a path: `perf record -g` the server during run PERF_RUN (default get_c64)
+#   ROTATE_BUSY_ARGS  extra `rotate` flags for the rotation under load
+#                  (e.g. "--batch-size 200 --pause-ms 10" to go easier on the API)
 #   BENCH_DB       the database to create and drop (default vs_bench)
 #   BENCH_NOTES    a markdown file appended to the report
 # Exits non-zero when a run saw errors (non-2xx, socket errors), the server
@@ -197,7 +199,8 @@ wrk_run rot_idle get.lua "$rotation_c"
 say "rotating $rotation_rows rows, repeatedly, under GET load (c=$rotation_c)"
 (
   while :; do
-    RUST_LOG=warn "$bin" rotate --grace-ms 0 </dev/null >>"$work/rotate.log" 2>&1 || break
+    # shellcheck disable=SC2086
+    RUST_LOG=warn "$bin" rotate --grace-ms 0 ${ROTATE_BUSY_ARGS:-} </dev/null >>"$work/rotate.log" 2>&1 || break
     [ -e "$work/stop-rotating" ] && break
   done
 ) &
@@ -273,7 +276,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
   echo "| what | figure | reference | ratio |"
   echo "|---|---|---|---|"
   echo "| rotate ${rot_rows:-?} rows, no other load | ${rot_alone:-?} rows/s | | |"
-  echo "| rotate ${rot_rows:-?} rows under GET load c=$rotation_c (first of $rot_runs runs; best ${rot_best:-?}) | ${rot_first:-?} rows/s | | |"
+  echo "| rotate ${rot_rows:-?} rows under GET load c=$rotation_c${ROTATE_BUSY_ARGS:+, rotate $ROTATE_BUSY_ARGS} (first of $rot_runs runs; best ${rot_best:-?}) | ${rot_first:-?} rows/s | | |"
   echo "| GET p99 during rotation (c=$rotation_c) | $(f rot_busy 3) ms ($(f rot_busy 1) req/s, $(f rot_busy 4) errors) | idle $(f rot_idle 3) ms ($(f rot_idle 1) req/s) | $(ratio "$(f rot_busy 3)" "$(f rot_idle 3)") |"
   echo "| boot --all --format json ($booted tenants) | $(printf '%.3f' "$boot_s") s | psql select $(printf '%.3f' "$psql_s") s | $(ratio "$boot_s" "$psql_s") |"
   echo "| server RSS | peak (VmHWM) $((rss_peak / 1024)) MiB after all load runs | $((rss_idle / 1024)) MiB after warm-up | |"
