@@ -9,6 +9,7 @@ use serde_json::Value;
 
 mod queue;
 pub use queue::{AuditQueue, MAX_BATCH, QUEUE_CAPACITY};
+pub(crate) use queue::{Row, insert_rows};
 
 use super::error::DbError;
 use super::schema::session_activity;

@@ -37,16 +37,6 @@ pub const MAX_BATCH: usize = 512;
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-struct Row {
-    session_id: Option<String>,
-    user_id: Option<String>,
-    activity_type: &'static str,
-    actor: String,
-    request_id: Option<String>,
-    details: Value,
-    created_at: DateTime<Utc>,
-}
-
 enum Msg {
     Event(Row),
     Flush(oneshot::Sender<()>),
@@ -84,7 +74,7 @@ impl AuditQueue {
             actor: ctx.actor.clone(),
             request_id: ctx.request_id.clone(),
             details: event.details,
-            created_at: Utc::now(),
+            created_at: Some(Utc::now()),
         };
         self.pending.fetch_add(1, Ordering::AcqRel);
         if self.tx.send(Msg::Event(row)).await.is_err() {
@@ -163,14 +153,37 @@ async fn write_until_done(pool: &Pool, batch: &[Row]) {
 }
 
 async fn write(pool: &Pool, batch: &[Row]) -> Result<(), DbError> {
+    let mut conn = pool.get().await?;
+    insert_rows(&mut conn, batch).await
+}
+
+/// One audit row to insert in bulk.
+pub(crate) struct Row {
+    pub session_id: Option<String>,
+    pub user_id: Option<String>,
+    pub activity_type: &'static str,
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub details: Value,
+    /// `None`: the database's `now()` (the transaction's time).
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts rows with one fixed statement over arrays (`unnest`): seven
+/// parameters however many rows, where a multi-row VALUES list would make
+/// PostgreSQL parse and plan seven per row.
+pub(crate) async fn insert_rows(
+    conn: &mut diesel_async::AsyncPgConnection,
+    batch: &[Row],
+) -> Result<(), DbError> {
     // Imported here: its blanket `load` would shadow `AtomicUsize::load` above.
     use diesel_async::RunQueryDsl;
-    let mut conn = pool.get().await?;
     let col = |f: fn(&Row) -> Option<String>| batch.iter().map(f).collect::<Vec<_>>();
     diesel::sql_query(
         "INSERT INTO session_activity \
              (session_id, user_id, activity_type, actor, request_id, details, created_at) \
-         SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7)",
+         SELECT s, u, t, a, r, d, COALESCE(c, now()) \
+         FROM unnest($1, $2, $3, $4, $5, $6, $7) AS x(s, u, t, a, r, d, c)",
     )
     .bind::<Array<Nullable<Text>>, _>(col(|r| r.session_id.clone()))
     .bind::<Array<Nullable<Text>>, _>(col(|r| r.user_id.clone()))
@@ -178,8 +191,8 @@ async fn write(pool: &Pool, batch: &[Row]) -> Result<(), DbError> {
     .bind::<Array<Text>, _>(batch.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
     .bind::<Array<Nullable<Text>>, _>(col(|r| r.request_id.clone()))
     .bind::<Array<Jsonb>, _>(batch.iter().map(|r| &r.details).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(batch.iter().map(|r| r.created_at).collect::<Vec<_>>())
-    .execute(&mut conn)
+    .bind::<Array<Nullable<Timestamptz>>, _>(batch.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .execute(conn)
     .await?;
     Ok(())
 }
