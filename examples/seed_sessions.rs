@@ -1,51 +1,96 @@
-//! Seeds N sessions through the real store (every field sealed as the service
-//! seals it), for the rotation benchmark (`scripts/rotation-bench.sh`).
+//! Seeds N sessions, every field sealed as the service seals it (same key
+//! ring, same field format, same associated data), for the benchmarks
+//! (`scripts/bench.sh`, `scripts/rotation-bench.sh`).
 //!
-//!   DATABASE_URL=... MASTER_KEY=... cargo run --example seed_sessions -- 100000
+//!   DATABASE_URL=... MASTER_KEY=... cargo run --example seed_sessions -- 100000 [START]
+//!
+//! User ids are `bench0000000` + i for i in START..START+N. Rows go in with
+//! multi-row INSERTs of 1,000 (sealing is done here, in parallel tasks), so a
+//! hundred thousand rows take seconds, not minutes. `SEED_BLOB_BYTES` sets the
+//! size of the MTProto session blob (default 350, a realistic size).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use secrecy::{SecretSlice, SecretString};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
 use vibee_sessions::config::{self, ProcessEnv};
-use vibee_sessions::crypto::MasterKeys;
-use vibee_sessions::db::activity::AuditContext;
-use vibee_sessions::db::sessions::{self, SessionInput};
+use vibee_sessions::crypto::{FieldRef, MasterKeys};
+use vibee_sessions::db::schema::user_sessions;
 use vibee_sessions::db::{DatabaseTarget, PoolSettings, Vault, build_pool, keys};
 
-const TASKS: usize = 8;
+const TASKS: usize = 4;
+const CHUNK: usize = 1000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(100_000);
+    let start: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(0);
+    let blob_len: usize = std::env::var("SEED_BLOB_BYTES")
+        .ok()
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(350);
     let target = DatabaseTarget::parse(&config::database_url(&ProcessEnv)?)?;
     let mut conn = target.connect().await?;
     let current = keys::unlock(&mut conn, config::master_key_source(&ProcessEnv)?).await?;
     let vault = Arc::new(Vault::open(&mut conn, MasterKeys::new(current, None)).await?);
     let pool = build_pool(&target, &PoolSettings::default());
     let started = Instant::now();
+    let chunks: Vec<(usize, usize)> = (start..start + n)
+        .step_by(CHUNK)
+        .map(|lo| (lo, (lo + CHUNK).min(start + n)))
+        .collect();
+    let chunks = Arc::new(std::sync::Mutex::new(chunks));
     let mut tasks = Vec::new();
-    for t in 0..TASKS {
-        let (pool, vault) = (pool.clone(), Arc::clone(&vault));
+    for _ in 0..TASKS {
+        let (pool, vault, chunks) = (pool.clone(), Arc::clone(&vault), Arc::clone(&chunks));
         tasks.push(tokio::spawn(async move {
             let mut conn = pool.get().await?;
-            let ctx = AuditContext::cli();
-            // A realistic MTProto session blob is a few hundred bytes.
-            let blob = vec![0x5a; 512];
-            for i in (t..n).step_by(TASKS) {
-                let input = SessionInput {
-                    user_id: format!("bench{i:07}"),
-                    api_id: 1000 + i as i32,
-                    api_hash: SecretString::from("0123456789abcdef0123456789abcdef"),
-                    phone: Some(SecretString::from(format!("+1555{i:07}"))),
-                    session_data: Some(SecretSlice::from(blob.clone())),
-                    ..Default::default()
+            loop {
+                let Some((lo, hi)) = chunks.lock().unwrap().pop() else {
+                    break;
                 };
-                sessions::upsert(&mut conn, &vault, &ctx, &input).await?;
+                let ring = vault.reserve(&mut conn, 3 * (hi - lo) as u64).await?;
+                let key_id = ring.primary_id().0 as i32;
+                let mut rows = Vec::with_capacity(hi - lo);
+                for i in lo..hi {
+                    let id = uuid::Uuid::new_v4();
+                    let seal = |column, bytes: &[u8]| {
+                        ring.seal(
+                            &FieldRef::new("user_sessions", column, id.as_bytes()),
+                            bytes,
+                        )
+                    };
+                    let blob: Vec<u8> = (0..blob_len).map(|j| (i * 31 + j * 7) as u8).collect();
+                    rows.push((
+                        user_sessions::id.eq(id),
+                        user_sessions::user_id.eq(format!("bench{i:07}")),
+                        user_sessions::session_id.eq(format!("sid{i:07}")),
+                        user_sessions::api_id.eq(1000 + i as i32),
+                        user_sessions::api_hash_encrypted.eq(seal(
+                            "api_hash_encrypted",
+                            format!("{:032x}", i * 7919).as_bytes(),
+                        )),
+                        user_sessions::phone_encrypted.eq(Some(seal(
+                            "phone_encrypted",
+                            format!("+1555{i:07}").as_bytes(),
+                        ))),
+                        user_sessions::session_data_encrypted
+                            .eq(Some(seal("session_data_encrypted", &blob))),
+                        user_sessions::data_key_id.eq(key_id),
+                        user_sessions::is_authorized.eq(true),
+                    ));
+                }
+                diesel::insert_into(user_sessions::table)
+                    .values(&rows)
+                    .execute(&mut conn)
+                    .await?;
             }
             anyhow::Ok(())
         }));

@@ -35,4 +35,4 @@ unset MASTER_KEY_FILE MASTER_PASSPHRASE MASTER_KEY_PREVIOUS MASTER_KEY_PREVIOUS_
 "$bin" migrate >/dev/null
 "target/$profile/examples/seed_sessions" "$rows"
 # No replica runs against this database, so no grace period is needed.
-RUST_LOG=${RUST_LOG:-warn} "$bin" rotate --grace-ms 0 --batch-size "$batch" </dev/null
+${ROTATE_WRAP:-} env RUST_LOG=${RUST_LOG:-warn} "$bin" rotate --grace-ms 0 --batch-size "$batch" </dev/null

@@ -1058,3 +1058,80 @@ async fn a_running_server_follows_a_rotation() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+fn token_cache_hits(server: &Server) -> u64 {
+    let metrics = String::from_utf8(Http::new(&server.base).get("/metrics").body).unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vibee_token_cache_hits_total "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Tokens are cached for a few seconds; a revocation must still stop one at
+/// once, however it is made: here by plain SQL, behind the CLI's back, while
+/// the token is warm in the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_empties_a_warm_token_cache_at_once() {
+    let env = start().await;
+    let token = create_token(&env.db, "warm", "sessions:list");
+    let client = env.server.client().with_token(&token);
+    // Until the server's listener is up, checks go to the database; use the
+    // token until one is answered from the cache.
+    let mut warm = false;
+    for _ in 0..100 {
+        assert_eq!(client.get("/api/v1/sessions").status, 200);
+        if token_cache_hits(&env.server) > 0 {
+            warm = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(warm, "the token check was never answered from the cache");
+    assert_eq!(client.get("/api/v1/sessions").status, 200);
+
+    env.db
+        .client()
+        .await
+        .execute(
+            "UPDATE api_tokens SET revoked_at = now() WHERE name = 'warm'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(client.get("/api/v1/sessions").status, 401);
+    assert_eq!(
+        env.admin.get("/api/v1/sessions").status,
+        200,
+        "other tokens keep working"
+    );
+}
+
+/// Credentials reads are audited through a queue: every read has its row,
+/// and a graceful stop writes what is still queued.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_credentials_read_is_audited_even_right_before_a_stop() {
+    let mut env = start().await;
+    assert_eq!(
+        env.admin
+            .post_json("/api/v1/sessions", &session("q"))
+            .status,
+        201
+    );
+    for _ in 0..25 {
+        assert_eq!(env.admin.get("/api/v1/sessions/q").status, 200);
+    }
+    assert!(env.server.stop().success());
+    let reads: i64 = env
+        .db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM session_activity \
+             WHERE activity_type = 'credentials_read' AND user_id = 'q' AND actor = 'admin'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(reads, 25);
+}

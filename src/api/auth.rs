@@ -11,7 +11,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
 use crate::db::activity::AuditContext;
-use crate::db::tokens::{self, Scope};
+use crate::db::tokens::{self, Scope, TokenIdentity};
 
 use super::error::AppError;
 use super::{App, request_id};
@@ -63,18 +63,18 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, AppError> {
         let presented = bearer(parts).ok_or_else(AppError::unauthorized)?;
-        let mut conn = app.pool.get().await.map_err(crate::db::DbError::from)?;
-        let token = tokens::authenticate(&mut conn, presented)
+        let token = authenticate(app, presented)
             .await?
             .ok_or_else(AppError::unauthorized)?;
         if let Some(scope) = S::SCOPE.filter(|s| !token.allows(*s)) {
             return Err(AppError::forbidden(scope.as_str()));
         }
         if app.token_uses.due(token.id) {
+            let mut conn = app.conn().await?;
             tokens::touch(&mut conn, token.id).await?;
         }
         let audit = AuditContext {
-            actor: token.name.clone(),
+            actor: token.name,
             request_id: request_id(&parts.headers),
         };
         Ok(Self {
@@ -82,6 +82,26 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
             _scope: PhantomData,
         })
     }
+}
+
+/// The token a presented secret belongs to: from the cache of verified tokens
+/// when it is fresh (no database round trip), else from the database.
+async fn authenticate(app: &App, presented: &str) -> Result<Option<TokenIdentity>, AppError> {
+    let Some(digest) = tokens::digest(presented) else {
+        return Ok(None);
+    };
+    if let Some(identity) = app.token_cache.get(&digest) {
+        metrics::counter!("vibee_token_cache_hits_total").increment(1);
+        return Ok(Some(identity));
+    }
+    metrics::counter!("vibee_token_cache_misses_total").increment(1);
+    let generation = app.token_cache.generation();
+    let mut conn = app.conn().await?;
+    let found = tokens::authenticate(&mut conn, presented).await?;
+    if let Some(identity) = &found {
+        app.token_cache.insert(digest, identity.clone(), generation);
+    }
+    Ok(found)
 }
 
 /// When each token's `last_used_at` was last written by this process.

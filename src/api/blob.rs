@@ -34,22 +34,24 @@ pub async fn get(
     auth: Auth<Read>,
 ) -> AppResult<Response> {
     path_id("session_id", &session_id)?;
-    let mut conn = app.conn().await?;
-    let blob = sessions::get_session_data(&mut conn, &app.vault, &auth.audit, &session_id)
-        .await?
-        .ok_or_else(|| {
-            AppError::new(
-                StatusCode::NOT_FOUND,
-                "no_session_data",
-                "this session has no session data stored",
-            )
-        })?;
+    let read = {
+        let mut conn = app.conn().await?;
+        sessions::read_session_data(&mut conn, &app.vault, &session_id).await?
+    };
+    let read = read.ok_or_else(|| {
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "no_session_data",
+            "this session has no session data stored",
+        )
+    })?;
+    app.audit.record(&auth.audit, read.event()).await?;
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         )],
-        blob.expose_secret().to_vec(),
+        read.data.expose_secret().to_vec(),
     )
         .into_response())
 }
@@ -80,6 +82,7 @@ pub async fn put(
 ) -> AppResult<StatusCode> {
     path_id("session_id", &session_id)?;
     let data = SecretSlice::from(body.to_vec());
+    app.audit.flush().await?;
     let mut conn = app.conn().await?;
     sessions::put_session_data(&mut conn, &app.vault, &auth.audit, &session_id, &data).await?;
     Ok(StatusCode::NO_CONTENT)

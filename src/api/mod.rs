@@ -34,6 +34,8 @@ use utoipa_axum::routes;
 pub use auth::TokenUses;
 pub use error::{AppError, AppResult};
 
+use crate::db::activity::AuditQueue;
+use crate::db::tokens::TokenCache;
 use crate::db::{Pool, PooledConnection, Vault};
 
 /// Everything a handler needs, shared by all requests.
@@ -41,6 +43,10 @@ pub struct AppState {
     pub pool: Pool,
     pub vault: Arc<Vault>,
     pub metrics: PrometheusHandle,
+    /// Audit events of reads, written in batches (see `db::activity::AuditQueue`).
+    pub audit: AuditQueue,
+    /// Verified tokens, kept briefly and emptied on every revocation.
+    pub token_cache: Arc<TokenCache>,
     openapi_json: String,
     token_uses: TokenUses,
 }
@@ -48,10 +54,17 @@ pub struct AppState {
 pub type App = Arc<AppState>;
 
 impl AppState {
-    pub fn new(pool: Pool, vault: Arc<Vault>) -> App {
+    pub fn new(
+        pool: Pool,
+        vault: Arc<Vault>,
+        audit: AuditQueue,
+        token_cache: Arc<TokenCache>,
+    ) -> App {
         Arc::new(Self {
             pool,
             vault,
+            audit,
+            token_cache,
             metrics: metrics_handle(),
             openapi_json: openapi_json(),
             token_uses: TokenUses::default(),

@@ -71,6 +71,7 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn stats(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<Stats>> {
+    app.audit.flush().await?;
     let mut conn = app.conn().await?;
     Ok(Json(stats::stats(&mut conn).await?))
 }

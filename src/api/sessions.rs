@@ -113,6 +113,7 @@ pub async fn upsert(
     JsonBody(body): JsonBody<CreateSession>,
 ) -> AppResult<Response> {
     let input = body.into_input()?;
+    app.audit.flush().await?;
     let mut conn = app.conn().await?;
     let outcome = sessions::upsert(&mut conn, &app.vault, &auth.audit, &input).await?;
     let (status, meta) = match outcome {
@@ -171,8 +172,15 @@ pub async fn get(
     auth: Auth<Read>,
 ) -> AppResult<Json<SessionWithCredentials>> {
     path_id("user_id", &user_id)?;
-    let mut conn = app.conn().await?;
-    let found = sessions::get_credentials(&mut conn, &app.vault, &auth.audit, &user_id).await?;
+    let found = {
+        let mut conn = app.conn().await?;
+        sessions::read_credentials(&mut conn, &app.vault, &user_id).await?
+    };
+    // Queued before the response is sent; the connection is back in the pool
+    // by now, so a full queue makes readers wait without starving the writer.
+    app.audit
+        .record(&auth.audit, sessions::credentials_read_event(&found.meta))
+        .await?;
     let creds = found.credentials;
     Ok(Json(SessionWithCredentials {
         session: found.meta,
@@ -313,6 +321,7 @@ pub async fn patch(
 ) -> AppResult<Json<SessionMeta>> {
     path_id("user_id", &user_id)?;
     let patch = body.into_patch();
+    app.audit.flush().await?;
     let mut conn = app.conn().await?;
     let meta = sessions::update_metadata(&mut conn, &auth.audit, &user_id, &patch).await?;
     Ok(Json(meta))
@@ -347,6 +356,7 @@ pub async fn delete(
     QueryParams(params): QueryParams<DeleteParams>,
 ) -> AppResult<StatusCode> {
     path_id("session_id", &session_id)?;
+    app.audit.flush().await?;
     let mut conn = app.conn().await?;
     if params.purge.unwrap_or(false) {
         sessions::purge(&mut conn, &auth.audit, &session_id).await?;
@@ -400,6 +410,8 @@ pub async fn activity(
             "limit must be between 1 and 1000",
         ));
     }
+    // Read-your-writes: this process's queued audit events are in first.
+    app.audit.flush().await?;
     let mut conn = app.conn().await?;
     let activity = activity::list_for_user(&mut conn, &user_id, params.before, limit).await?;
     let next_cursor = (activity.len() as i64 == limit)

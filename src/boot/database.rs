@@ -9,7 +9,9 @@ use crate::db::{DbError, Vault};
 use super::{BootError, TenantConfig};
 
 /// Sessions decrypted per round trip in `--all` mode.
-const PAGE: i64 = 200;
+/// Sessions per page (one read, one audit transaction each): the largest the
+/// store allows, so ten thousand tenants cost ten round trips of each.
+const PAGE: i64 = sessions::MAX_PAGE;
 
 pub async fn load_user(
     conn: &mut AsyncPgConnection,

@@ -12,6 +12,8 @@ use clap::Args;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::{self, Env};
+use crate::db::activity::AuditQueue;
+use crate::db::tokens::{self, TokenCache};
 use crate::db::{DatabaseTarget, PoolSettings, build_pool, keys, migrate};
 
 use super::CliError;
@@ -88,7 +90,11 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     // reload as the fallback.
     let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), keys::DEFAULT_KEY_REFRESH);
     let pool = build_pool(&target, &pool_settings);
-    let app = AppState::new(pool.clone(), vault);
+    // Verified tokens are cached while this listener hears every revocation.
+    let token_cache = Arc::new(TokenCache::default());
+    let token_watcher = tokens::spawn_token_watcher(target.clone(), token_cache.clone());
+    let (audit, audit_writer) = AuditQueue::spawn(pool.clone());
+    let app = AppState::new(pool.clone(), vault, audit.clone(), token_cache);
     let upkeep = api::spawn_metrics_upkeep(app.metrics.clone(), Duration::from_secs(5));
     let settings = ApiSettings {
         hsts: tls.is_some(),
@@ -143,9 +149,29 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
                 .await
         }
     };
+    // Requests are done (or cut off after the drain period): write the audit
+    // events still queued before the pool goes. A flush, not a wait for the
+    // writer to see every sender dropped: a connection task that outlives the
+    // drain may still hold one.
+    let pending = audit.pending();
+    match tokio::time::timeout(DRAIN, audit.flush()).await {
+        Ok(Ok(())) if pending > 0 => {
+            tracing::info!(events = pending, "audit events written before stopping");
+        }
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, pending = audit.pending(), "audit events lost at stop")
+        }
+        Err(_) => tracing::error!(
+            pending = audit.pending(),
+            "the audit log writer did not finish within the drain period; queued audit events are lost"
+        ),
+    }
+    audit_writer.abort();
     served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
     watcher.abort();
     upkeep.abort();
+    token_watcher.abort();
     pool.close();
     tracing::info!("stopped");
     Ok(())

@@ -63,9 +63,70 @@ impl Cipher {
     }
 }
 
+/// Nonces fetched from the OS per refill: one `getrandom` call serves this
+/// many encryptions (a call per nonce cost more than sealing 400 bytes).
+const NONCES_PER_REFILL: usize = 128;
+
+/// Random bytes from the OS, handed out as nonces by one thread. Nonces are
+/// public (they are stored in every ciphertext): what matters is that none
+/// repeats, which is why a forked child never reuses its parent's bytes (the
+/// generation below), and why each nonce is wiped from the pool once taken.
+struct NoncePool {
+    bytes: [u8; NONCE_LEN * NONCES_PER_REFILL],
+    next: usize,
+    fork_generation: u64,
+}
+
+impl Drop for NoncePool {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.bytes);
+    }
+}
+
+thread_local! {
+    static NONCES: std::cell::RefCell<NoncePool> = const {
+        std::cell::RefCell::new(NoncePool {
+            bytes: [0; NONCE_LEN * NONCES_PER_REFILL],
+            next: NONCE_LEN * NONCES_PER_REFILL,
+            fork_generation: 0,
+        })
+    };
+}
+
+static FORK_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+extern "C" fn after_fork_in_child() {
+    FORK_GENERATION.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The process's fork generation: it changes in a child after `fork()`, so a
+/// child refills instead of replaying nonces its parent also hands out.
+fn fork_generation() -> u64 {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        // SAFETY: registers a handler that only touches an atomic, which is
+        // async-signal-safe as required of a post-fork child handler.
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        assert_eq!(rc, 0, "pthread_atfork failed");
+    });
+    FORK_GENERATION.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// A fresh random 96-bit nonce.
 pub(super) fn random_nonce() -> [u8; NONCE_LEN] {
-    let mut nonce = [0u8; NONCE_LEN];
-    super::random_bytes(&mut nonce);
-    nonce
+    let generation = fork_generation();
+    NONCES.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.next + NONCE_LEN > pool.bytes.len() || pool.fork_generation != generation {
+            super::random_bytes(&mut pool.bytes);
+            pool.next = 0;
+            pool.fork_generation = generation;
+        }
+        let at = pool.next;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&pool.bytes[at..at + NONCE_LEN]);
+        zeroize::Zeroize::zeroize(&mut pool.bytes[at..at + NONCE_LEN]);
+        pool.next = at + NONCE_LEN;
+        nonce
+    })
 }

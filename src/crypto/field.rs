@@ -44,24 +44,38 @@ fn header(key_id: DataKeyId) -> [u8; HEADER_LEN] {
 
 /// `"vibee-sessions/v1" ‖ 0 ‖ table ‖ 0 ‖ column ‖ 0 ‖ row id ‖ header`. The NUL
 /// separators keep ("ab","c") and ("a","bc") apart.
-fn associated_data(field: &FieldRef<'_>, header: &[u8; HEADER_LEN]) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(
-        AAD_LABEL.len()
-            + field.table.len()
-            + field.column.len()
-            + field.row_id.len()
-            + 3
-            + HEADER_LEN,
-    );
-    aad.extend_from_slice(AAD_LABEL);
-    aad.push(0);
-    aad.extend_from_slice(field.table.as_bytes());
-    aad.push(0);
-    aad.extend_from_slice(field.column.as_bytes());
-    aad.push(0);
-    aad.extend_from_slice(field.row_id);
-    aad.extend_from_slice(header);
-    aad
+/// Calls `f` with the associated data of a field: on the stack (no
+/// allocation) when it fits, as it always does for our tables and columns.
+fn with_associated_data<R>(
+    field: &FieldRef<'_>,
+    header: &[u8; HEADER_LEN],
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let parts: [&[u8]; 8] = [
+        AAD_LABEL,
+        &[0],
+        field.table.as_bytes(),
+        &[0],
+        field.column.as_bytes(),
+        &[0],
+        field.row_id,
+        header,
+    ];
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut stack = [0u8; 192];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part);
+        at += part.len();
+    }
+    f(buf)
 }
 
 pub(super) fn seal(key: &DataKey, field: &FieldRef<'_>, plaintext: &[u8]) -> Vec<u8> {
@@ -82,8 +96,9 @@ pub(super) fn seal_with_nonce(
     out.extend_from_slice(nonce);
     let start = out.len();
     out.extend_from_slice(plaintext);
-    key.cipher()
-        .seal_in_place(nonce, &associated_data(field, &header), &mut out, start);
+    with_associated_data(field, &header, |aad| {
+        key.cipher().seal_in_place(nonce, aad, &mut out, start)
+    });
     out
 }
 
@@ -107,9 +122,8 @@ pub(super) fn open(
     let nonce: [u8; NONCE_LEN] = stored[HEADER_LEN..HEADER_LEN + NONCE_LEN]
         .try_into()
         .map_err(|_| DecryptError)?;
-    key.cipher().open(
-        &nonce,
-        &associated_data(field, &header),
-        &stored[HEADER_LEN + NONCE_LEN..],
-    )
+    with_associated_data(field, &header, |aad| {
+        key.cipher()
+            .open(&nonce, aad, &stored[HEADER_LEN + NONCE_LEN..])
+    })
 }

@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use zeroize::Zeroizing;
@@ -67,14 +66,23 @@ impl MasterKeys {
 
 /// The unwrapped data keys of one moment: one primary that seals, all that open.
 pub struct KeyRing {
-    keys: HashMap<DataKeyId, DataKey>,
+    /// A handful of keys at most (the primary and those a rotation still
+    /// moves rows off): a scan beats hashing on every open.
+    keys: Vec<DataKey>,
     primary: DataKeyId,
 }
 
 impl KeyRing {
     pub fn new(primary: DataKeyId, keys: Vec<DataKey>) -> Result<Self, KeyError> {
-        let keys: HashMap<_, _> = keys.into_iter().map(|k| (k.id(), k)).collect();
-        if !keys.contains_key(&primary) {
+        let mut unique: Vec<DataKey> = Vec::with_capacity(keys.len());
+        for key in keys {
+            match unique.iter_mut().find(|k| k.id() == key.id()) {
+                Some(slot) => *slot = key,
+                None => unique.push(key),
+            }
+        }
+        let keys = unique;
+        if !keys.iter().any(|k| k.id() == primary) {
             return Err(KeyError::NoPrimary);
         }
         Ok(Self { keys, primary })
@@ -85,20 +93,23 @@ impl KeyRing {
     }
 
     pub fn contains(&self, id: DataKeyId) -> bool {
-        self.keys.contains_key(&id)
+        self.get(id).is_some()
     }
 
     pub fn key_ids(&self) -> impl Iterator<Item = DataKeyId> + '_ {
-        self.keys.keys().copied()
+        self.keys.iter().map(DataKey::id)
     }
 
     pub fn get(&self, id: DataKeyId) -> Option<&DataKey> {
-        self.keys.get(&id)
+        self.keys.iter().find(|k| k.id() == id)
     }
 
     /// Seals under the primary key.
     pub fn seal(&self, field: &FieldRef<'_>, plaintext: &[u8]) -> Vec<u8> {
-        field::seal(&self.keys[&self.primary], field, plaintext)
+        let primary = self
+            .get(self.primary)
+            .expect("the ring holds its primary key");
+        field::seal(primary, field, plaintext)
     }
 
     /// Opens a value sealed under any key of the ring.
@@ -108,7 +119,7 @@ impl KeyRing {
         stored: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
         let id = field::peek_data_key_id(stored).ok_or(DecryptError)?;
-        let key = self.keys.get(&id).ok_or(DecryptError)?;
+        let key = self.get(id).ok_or(DecryptError)?;
         field::open(key, field, stored)
     }
 }

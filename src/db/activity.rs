@@ -7,6 +7,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use serde_json::Value;
 
+mod queue;
+pub use queue::{AuditQueue, MAX_BATCH, QUEUE_CAPACITY};
+pub(crate) use queue::{Row, insert_rows};
+
 use super::error::DbError;
 use super::schema::session_activity;
 
@@ -77,6 +81,18 @@ pub struct Event<'a> {
 
 pub async fn record(
     conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    event: Event<'_>,
+) -> Result<(), DbError> {
+    let mut shared: &AsyncPgConnection = conn;
+    record_pipelined(&mut shared, ctx, event).await
+}
+
+/// `record` through a shared reference: polled together with other queries
+/// on the same connection (`futures_util::future::try_join`), it is sent in
+/// the same round trip (diesel-async pipelines them) and runs after them.
+pub async fn record_pipelined(
+    conn: &mut &AsyncPgConnection,
     ctx: &AuditContext,
     event: Event<'_>,
 ) -> Result<(), DbError> {

@@ -50,8 +50,15 @@ impl From<DieselError> for DbError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             ) => DbError::Unavailable(e.to_string()),
+            // Timeouts, cancellations, and the server ending this connection
+            // (SQLSTATE 57P01-57P03: an administrator, a crash of another
+            // backend, a shutdown). Pooled connections are not pinged on
+            // checkout, so this is how a dead one shows; the pool drops it and
+            // the next request reconnects.
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
-                if is_transient(info.message()) =>
+                if is_transient(info.message())
+                    || info.message().starts_with("terminating connection")
+                    || info.message().starts_with("the database system is") =>
             {
                 DbError::Unavailable(e.to_string())
             }

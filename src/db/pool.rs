@@ -5,7 +5,9 @@ use deadpool::Runtime;
 use diesel::ConnectionError;
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 use futures_util::FutureExt;
 
 use super::connection::DatabaseTarget;
@@ -42,6 +44,11 @@ pub fn build_pool(target: &DatabaseTarget, settings: &PoolSettings) -> Pool {
     target.set_lock_timeout(settings.lock_timeout);
     let target = Arc::new(target);
     let mut config = ManagerConfig::default();
+    // No `SELECT 1` on every checkout (the default, `Verified`): that was a
+    // round trip per checkout. A connection that broke is still caught (deadpool
+    // drops connections diesel marks broken), and the first query on a dead one
+    // fails like any query would.
+    config.recycling_method = RecyclingMethod::Fast;
     config.custom_setup = Box::new(move |_url| {
         let target = Arc::clone(&target);
         async move {

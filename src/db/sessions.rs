@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::TryFutureExt;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -319,20 +320,13 @@ pub async fn upsert(
             for _ in 0..3 {
                 let existing = user_sessions::table
                     .filter(user_sessions::user_id.eq(&input.user_id))
-                    .select(SealedRow::as_select())
+                    .select((SealedRow::as_select(), user_sessions::session_id))
                     .for_update()
-                    .first(conn)
+                    .first::<(SealedRow, String)>(conn)
                     .await
                     .optional()?;
-                if let Some(row) = existing {
-                    let meta = update_existing(conn, vault, &seal_ring, input, &row).await?;
-                    activity::record(conn, ctx, Event {
-                        kind: ActivityType::SessionUpdated,
-                        session_id: Some(&meta.session_id),
-                        user_id: Some(&meta.user_id),
-                        details: json!({ "fields": input.field_names(), "data_key_id": meta.data_key_id }),
-                    })
-                    .await?;
+                if let Some((row, stored_session_id)) = existing {
+                    let meta = update_existing(conn, vault, &seal_ring, ctx, input, &row, &stored_session_id).await?;
                     return Ok(Upserted::Updated(meta));
                 }
                 if let Some(meta) = insert_new(conn, &seal_ring, input).await? {
@@ -394,12 +388,17 @@ async fn insert_new(
         .optional()?)
 }
 
+/// Re-seals and updates a locked row, and writes its audit row in the same
+/// round trip (the two statements are pipelined; the transaction around them
+/// still commits both or neither).
 async fn update_existing(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
     seal_ring: &KeyRing,
+    ctx: &AuditContext,
     input: &SessionInput,
     row: &SealedRow,
+    stored_session_id: &str,
 ) -> Result<SessionMeta, DbError> {
     // Every ciphertext of a row is under the row's one data key, so fields
     // not being replaced are re-sealed under the primary too.
@@ -425,7 +424,15 @@ async fn update_existing(
         auto_reply_enabled: input.auto_reply_enabled,
         target_chats: input.target_chats.as_ref(),
     };
-    Ok(diesel::update(user_sessions::table.find(row.id))
+    let event = Event {
+        kind: ActivityType::SessionUpdated,
+        session_id: Some(input.session_id.as_deref().unwrap_or(stored_session_id)),
+        user_id: Some(&input.user_id),
+        details: json!({ "fields": input.field_names(), "data_key_id": sealed.data_key_id }),
+    };
+    let shared: &AsyncPgConnection = conn;
+    let (mut for_update, mut for_audit) = (shared, shared);
+    let update = diesel::update(user_sessions::table.find(row.id))
         .set((
             optional,
             user_sessions::api_id.eq(input.api_id),
@@ -438,8 +445,13 @@ async fn update_existing(
             user_sessions::updated_at.eq(diesel::dsl::now),
         ))
         .returning(SessionMeta::as_returning())
-        .get_result(conn)
-        .await?)
+        .get_result::<SessionMeta>(&mut for_update)
+        .map_err(DbError::from);
+    let audit = activity::record_pipelined(&mut for_audit, ctx, event);
+    // Answers come back in order: a failed UPDATE (say, a session_id taken)
+    // is the error reported, not the INSERT it aborted.
+    let (meta, ()) = futures_util::future::try_join(update, audit).await?;
+    Ok(meta)
 }
 
 /// The upsert's optional plain fields: the ones left `None` keep their values.
@@ -454,11 +466,25 @@ struct OptionalFields<'a> {
     target_chats: Option<&'a Value>,
 }
 
-/// One session with its decrypted credentials: an audited read.
+/// One session with its decrypted credentials: an audited read, the audit
+/// row written before this returns.
 pub async fn get_credentials(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
     ctx: &AuditContext,
+    user_id: &str,
+) -> Result<Session, DbError> {
+    let session = read_credentials(conn, vault, user_id).await?;
+    activity::record(conn, ctx, credentials_read_event(&session.meta)).await?;
+    Ok(session)
+}
+
+/// One session with its decrypted credentials, NOT audited: the caller must
+/// record `credentials_read_event` before handing them out (the API does it
+/// through the audit queue).
+pub async fn read_credentials(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
     user_id: &str,
 ) -> Result<Session, DbError> {
     let (meta, row) = user_sessions::table
@@ -468,18 +494,17 @@ pub async fn get_credentials(
         .await?;
     let ring = ring_for(conn, vault, &row).await?;
     let credentials = credentials(open_row(&ring, &row)?)?;
-    activity::record(
-        conn,
-        ctx,
-        Event {
-            kind: ActivityType::CredentialsRead,
-            session_id: Some(&meta.session_id),
-            user_id: Some(&meta.user_id),
-            details: json!({ "fields": ["api_hash", "phone", "session_data"] }),
-        },
-    )
-    .await?;
     Ok(Session { meta, credentials })
+}
+
+/// The audit event of a credentials read.
+pub fn credentials_read_event(meta: &SessionMeta) -> Event<'_> {
+    Event {
+        kind: ActivityType::CredentialsRead,
+        session_id: Some(&meta.session_id),
+        user_id: Some(&meta.user_id),
+        details: json!({ "fields": ["api_hash", "phone", "session_data"] }),
+    }
 }
 
 /// Metadata of one session; no secret, not audited.
@@ -648,13 +673,46 @@ pub async fn update_metadata(
 }
 
 /// The MTProto session blob of a session (`None` when none is stored): an
-/// audited read.
+/// audited read, the audit row written before this returns.
 pub async fn get_session_data(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
     ctx: &AuditContext,
     session_id: &str,
 ) -> Result<Option<SecretSlice<u8>>, DbError> {
+    let Some(read) = read_session_data(conn, vault, session_id).await? else {
+        return Ok(None);
+    };
+    activity::record(conn, ctx, read.event()).await?;
+    Ok(Some(read.data))
+}
+
+/// A session blob read, not yet audited.
+pub struct SessionDataRead {
+    pub session_id: String,
+    pub user_id: String,
+    pub data: SecretSlice<u8>,
+}
+
+impl SessionDataRead {
+    /// The audit event to record before handing the blob out.
+    pub fn event(&self) -> Event<'_> {
+        Event {
+            kind: ActivityType::SessionDataRead,
+            session_id: Some(&self.session_id),
+            user_id: Some(&self.user_id),
+            details: json!({ "bytes": self.data.expose_secret().len() }),
+        }
+    }
+}
+
+/// The MTProto session blob of a session (`None` when none is stored), NOT
+/// audited: the caller records `SessionDataRead::event` before handing it out.
+pub async fn read_session_data(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    session_id: &str,
+) -> Result<Option<SessionDataRead>, DbError> {
     let (user_id, row) = user_sessions::table
         .filter(user_sessions::session_id.eq(session_id))
         .select((user_sessions::user_id, SealedRow::as_select()))
@@ -665,18 +723,11 @@ pub async fn get_session_data(
     };
     let ring = ring_for(conn, vault, &row).await?;
     let data = open_field(&ring, row.id, SESSION_DATA, stored)?;
-    activity::record(
-        conn,
-        ctx,
-        Event {
-            kind: ActivityType::SessionDataRead,
-            session_id: Some(session_id),
-            user_id: Some(&user_id),
-            details: json!({ "bytes": data.len() }),
-        },
-    )
-    .await?;
-    Ok(Some(SecretSlice::from(data.to_vec())))
+    Ok(Some(SessionDataRead {
+        session_id: session_id.to_owned(),
+        user_id,
+        data: SecretSlice::from(data.to_vec()),
+    }))
 }
 
 /// Replaces the MTProto session blob of a session.
@@ -757,9 +808,16 @@ pub async fn reseal_batch(
     let seal_ring = vault.reserve(conn, 3 * limit as u64).await?;
     let primary = key_column_id(seal_ring.primary_id());
     conn.transaction::<_, DbError, _>(async |conn| {
+        // `<` or `>` rather than `<>`: two ranges of the data_key_id index,
+        // so a batch visits only rows still to move. (`<> ... ORDER BY id`
+        // walked the primary key past every row already moved: each batch
+        // got slower as the rotation went on.)
         let rows: Vec<SealedRow> = user_sessions::table
-            .filter(user_sessions::data_key_id.ne(primary))
-            .order(user_sessions::id)
+            .filter(
+                user_sessions::data_key_id
+                    .lt(primary)
+                    .or(user_sessions::data_key_id.gt(primary)),
+            )
             .limit(limit)
             .select(SealedRow::as_select())
             .for_update()

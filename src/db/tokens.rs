@@ -14,6 +14,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+mod cache;
+pub use cache::{TOKEN_CACHE_TTL, TOKENS_CHANNEL, TokenCache, spawn_token_watcher};
+
 use super::error::DbError;
 use super::schema::api_tokens;
 use super::validate::{self, Invalid};
@@ -95,6 +98,13 @@ pub struct TokenInfo {
 
 fn hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The digest a presented token is looked up (and cached) by; `None` for
+/// what cannot be a token of ours.
+pub fn digest(presented: &str) -> Option<[u8; 32]> {
+    (presented.starts_with(TOKEN_PREFIX) && presented.len() <= 128)
+        .then(|| Sha256::digest(presented.as_bytes()).into())
 }
 
 /// Creates a token and returns its secret, which is shown once and never stored.

@@ -143,6 +143,10 @@ impl Http {
     pub fn new(base: &str) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // A fresh connection per request: the server closes a connection
+            // after some errors (413), and a pooled one would then fail the
+            // next request with "peer disconnected".
+            .max_idle_connections(0)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .new_agent();

@@ -9,8 +9,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::super::activity::{ActivityType, AuditContext};
-use super::super::schema::{session_activity, user_sessions};
+use super::super::activity::{ActivityType, AuditContext, Row, insert_rows};
+use super::super::schema::user_sessions;
 use super::{DbError, SealedRow, Session, SessionMeta, Vault, credentials, open_row, ring_for};
 
 /// Which active sessions to load.
@@ -86,17 +86,17 @@ async fn record_loads(
 ) -> Result<(), DbError> {
     let ids: Vec<Uuid> = sessions.iter().map(|s| s.meta.id).collect();
     let details: Value = json!({ "fields": ["api_hash", "phone", "session_data"] });
-    let audit: Vec<_> = sessions
+    let audit: Vec<Row> = sessions
         .iter()
-        .map(|s| {
-            (
-                session_activity::session_id.eq(Some(s.meta.session_id.as_str())),
-                session_activity::user_id.eq(Some(s.meta.user_id.as_str())),
-                session_activity::activity_type.eq(ActivityType::BootLoad.as_str()),
-                session_activity::actor.eq(ctx.actor.as_str()),
-                session_activity::request_id.eq(ctx.request_id.as_deref()),
-                session_activity::details.eq(&details),
-            )
+        .map(|s| Row {
+            session_id: Some(s.meta.session_id.clone()),
+            user_id: Some(s.meta.user_id.clone()),
+            activity_type: ActivityType::BootLoad.as_str(),
+            actor: ctx.actor.clone(),
+            request_id: ctx.request_id.clone(),
+            details: details.clone(),
+            // The transaction's time, as when each row was inserted alone.
+            created_at: None,
         })
         .collect();
     conn.transaction::<_, DbError, _>(async |conn| {
@@ -108,11 +108,7 @@ async fn record_loads(
             ))
             .execute(conn)
             .await?;
-        diesel::insert_into(session_activity::table)
-            .values(&audit)
-            .execute(conn)
-            .await?;
-        Ok(())
+        insert_rows(conn, &audit).await
     })
     .await
 }

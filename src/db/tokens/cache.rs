@@ -1,0 +1,192 @@
+//! A short-lived cache of verified tokens, so a request does not cost a
+//! database round trip for its token check.
+//!
+//! Revocation still stops a token at once on every replica: a trigger on
+//! `api_tokens` (migration `token_change_notify`) NOTIFYs `vibee_tokens` at
+//! the commit of any revocation, deletion or change, and every server LISTENs
+//! and empties its cache when told. The cache is used only while that
+//! listener is connected: when its connection drops, the cache is emptied and
+//! bypassed until it is back (a notification sent meanwhile is lost). The TTL
+//! bounds what a silently dead listener connection could miss.
+//!
+//! Keys are SHA-256 digests of the presented secrets (what the database
+//! stores), never the secrets. Unknown or revoked tokens are not cached: each
+//! attempt with one goes to the database.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::task::JoinHandle;
+
+use super::TokenIdentity;
+use crate::db::connection::DatabaseTarget;
+use crate::db::error::DbError;
+
+/// The channel the trigger notifies on.
+pub const TOKENS_CHANNEL: &str = "vibee_tokens";
+
+/// How long a verified token is trusted without asking the database, should
+/// a notification be lost.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Entries kept at most; past it the cache is emptied (it refills in one
+/// request per token).
+const MAX_ENTRIES: usize = 10_000;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub struct TokenCache {
+    entries: Mutex<HashMap<[u8; 32], (TokenIdentity, Instant)>>,
+    /// Whether the listener is connected and listening.
+    live: AtomicBool,
+    /// Bumped on every invalidation: a lookup that started before one must
+    /// not insert what it read.
+    generation: AtomicU64,
+    ttl: Duration,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self::new(TOKEN_CACHE_TTL)
+    }
+}
+
+impl TokenCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            live: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            ttl,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (TokenIdentity, Instant)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached identity for a token digest, if fresh and the listener is up.
+    pub fn get(&self, digest: &[u8; 32]) -> Option<TokenIdentity> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        let entries = self.lock();
+        let (identity, at) = entries.get(digest)?;
+        (at.elapsed() < self.ttl).then(|| identity.clone())
+    }
+
+    /// The generation to pass to `insert` after a database lookup.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Caches what a lookup that began at `generation` found, unless an
+    /// invalidation happened since (or the listener is down).
+    pub fn insert(&self, digest: [u8; 32], identity: TokenIdentity, generation: u64) {
+        if !self.live.load(Ordering::Acquire) {
+            return;
+        }
+        let mut entries = self.lock();
+        // Checked under the lock that `invalidate` takes: no stale insert
+        // can land after an invalidation has cleared the map.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(digest, (identity, Instant::now()));
+    }
+
+    /// Forgets every token.
+    pub fn invalidate(&self) {
+        let mut entries = self.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+
+    fn set_live(&self, live: bool) {
+        let mut entries = self.lock();
+        self.live.store(live, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+}
+
+/// Starts the listener on its own connection (LISTEN needs one that stays
+/// open). It runs until aborted, reconnecting with backoff.
+pub fn spawn_token_watcher(target: DatabaseTarget, cache: Arc<TokenCache>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let err = watch(&target, &cache, &mut backoff).await;
+            cache.set_live(false);
+            tracing::warn!(
+                error = %err,
+                retry_in_ms = backoff.as_millis() as u64,
+                "token watcher lost its database connection; token checks go to the database until it is back"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    })
+}
+
+async fn watch(target: &DatabaseTarget, cache: &TokenCache, backoff: &mut Duration) -> DbError {
+    // Imported here: its blanket `load` would shadow the atomics' `load` above.
+    use diesel_async::RunQueryDsl;
+    let mut conn = match target.connect().await {
+        Ok(c) => c,
+        Err(e) => return e.into(),
+    };
+    if let Err(e) = diesel::sql_query(format!("LISTEN {TOKENS_CHANNEL}"))
+        .execute(&mut conn)
+        .await
+    {
+        return e.into();
+    }
+    *backoff = MIN_BACKOFF;
+    // Listening from here on: changes committed before are in the database,
+    // changes after are announced.
+    cache.set_live(true);
+    tracing::debug!(channel = TOKENS_CHANNEL, "token watcher listening");
+    loop {
+        // The stream borrows the connection, so it lives only while waiting.
+        let event = {
+            let mut stream = std::pin::pin!(conn.notifications_stream());
+            tokio::select! {
+                n = stream.next() => Some(n),
+                () = tokio::time::sleep(cache.ttl) => None,
+            }
+        };
+        match event {
+            Some(Some(Ok(n))) => {
+                cache.invalidate();
+                tracing::debug!(op = %n.payload, "token change announced; token cache emptied");
+            }
+            Some(Some(Err(e))) => return e.into(),
+            Some(None) => return DbError::Unavailable("the notification stream ended".into()),
+            // Quiet for a TTL: make sure the connection is still there, so a
+            // dead one turns the cache off instead of leaving it trusted.
+            None => {
+                let ping = diesel::sql_query("SELECT 1").execute(&mut conn);
+                match tokio::time::timeout(PING_TIMEOUT, ping).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return e.into(),
+                    Err(_) => {
+                        return DbError::Unavailable("the token watcher's ping timed out".into());
+                    }
+                }
+            }
+        }
+    }
+}
