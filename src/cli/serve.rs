@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use clap::Args;
 
 use crate::api::{self, ApiSettings, AppState};
@@ -112,6 +112,12 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
             tracing::info!("listening on {scheme}://{bound}");
         }
     });
+    // Slowloris: a client that trickles its headers is cut off.
+    let mut server = axum_server::bind(addr).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(header_timeout);
     let served = match tls {
         Some((cert, key)) => {
             let config = RustlsConfig::from_pem_file(&cert, &key)
@@ -126,28 +132,12 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
                         ),
                     )
                 })?;
-            let mut server = axum_server::bind_rustls(addr, config);
             server
-                .http_builder()
-                .http1()
-                .header_read_timeout(header_timeout);
-            server
-                .handle(handle)
+                .acceptor(RustlsAcceptor::new(config))
                 .serve(router.into_make_service())
                 .await
         }
-        None => {
-            // Slowloris: a client that trickles its headers is cut off.
-            let mut server = axum_server::bind(addr);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(header_timeout);
-            server
-                .handle(handle)
-                .serve(router.into_make_service())
-                .await
-        }
+        None => server.serve(router.into_make_service()).await,
     };
     // Requests are done (or cut off after the drain period): write the audit
     // events still queued before the pool goes. A flush, not a wait for the
