@@ -70,22 +70,10 @@ seed=${SEED_BIN:-$root/target/$profile/examples/seed_sessions}
 
 # --- database ------------------------------------------------------------
 work=$(mktemp -d)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-psql "$admin_url" -XAtqc "CREATE DATABASE $db" >/dev/null
-DATABASE_URL=$(printf '%s' "$admin_url" | sed -E "s#^([a-z]+://[^/?]*)(/[^?]*)?#\1/$db#")
-MASTER_KEY=$("$bin" keygen)
-export DATABASE_URL MASTER_KEY
-unset MASTER_KEY_FILE MASTER_PASSPHRASE MASTER_KEY_PREVIOUS MASTER_KEY_PREVIOUS_FILE
+scratch_cleanup() { rm -rf "$work"; }
+source "$root/scripts/lib/scratch.sh"
+scratch_database "$admin_url" "$db" "$bin"
 sql() { psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 "$@"; }
-
-"$bin" migrate >/dev/null
 say "seeding $tenants tenants"
 "$seed" "$tenants" 0 2>&1 | sed 's/^/  /' >&2
 TOKEN=$("$bin" token create --name bench --scope admin)

@@ -23,16 +23,8 @@ flags=()
 cargo build "${flags[@]}" --bin vibee-sessions --example seed_sessions
 bin=target/$profile/vibee-sessions
 
-db=vs_bench_rotation_$$
-psql "$admin_url" -XAtqc "CREATE DATABASE $db" >/dev/null
-trap 'psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
-# The same server, our database: replace the URL's path, keep its query.
-DATABASE_URL=$(printf '%s' "$admin_url" | sed -E "s#^([a-z]+://[^/?]*)(/[^?]*)?#\1/$db#")
-MASTER_KEY=$("$bin" keygen)
-export DATABASE_URL MASTER_KEY
-unset MASTER_KEY_FILE MASTER_PASSPHRASE MASTER_KEY_PREVIOUS MASTER_KEY_PREVIOUS_FILE
-
-"$bin" migrate >/dev/null
+source scripts/lib/scratch.sh
+scratch_database "$admin_url" "vs_bench_rotation_$$" "$bin"
 "target/$profile/examples/seed_sessions" "$rows"
 # No replica runs against this database, so no grace period is needed.
 ${ROTATE_WRAP:-} env RUST_LOG=${RUST_LOG:-warn} "$bin" rotate --grace-ms 0 --batch-size "$batch" </dev/null

@@ -36,21 +36,10 @@ else
   cargo build --locked --bin vibee-sessions
   bin=target/debug/vibee-sessions
 fi
-db=vs_schemathesis_$$
 out=target/schemathesis
 mkdir -p "$out"
-psql "$admin_url" -XAtqc "CREATE DATABASE $db" >/dev/null
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-}
-trap cleanup EXIT
-DATABASE_URL=$(printf '%s' "$admin_url" | sed -E "s#^([a-z]+://[^/?]*)(/[^?]*)?#\1/$db#")
-MASTER_KEY=$("$bin" keygen)
-export DATABASE_URL MASTER_KEY
-unset MASTER_KEY_FILE MASTER_PASSPHRASE MASTER_KEY_PREVIOUS MASTER_KEY_PREVIOUS_FILE
-"$bin" migrate >/dev/null
+source scripts/lib/scratch.sh
+scratch_database "$admin_url" "vs_schemathesis_$$" "$bin"
 token=$("$bin" token create --name schemathesis --scope admin)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 base=http://127.0.0.1:$port

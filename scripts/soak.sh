@@ -35,22 +35,10 @@ flags=()
 cargo build "${flags[@]}" --locked --bin vibee-sessions --example seed_sessions
 bin=target/$profile/vibee-sessions
 
-db=vs_soak_$$
 out=target/soak
 mkdir -p "$out"
-psql "$admin_url" -XAtqc "CREATE DATABASE $db" >/dev/null
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-}
-trap cleanup EXIT
-DATABASE_URL=$(printf '%s' "$admin_url" | sed -E "s#^([a-z]+://[^/?]*)(/[^?]*)?#\1/$db#")
-MASTER_KEY=$("$bin" keygen)
-export DATABASE_URL MASTER_KEY
-unset MASTER_KEY_FILE MASTER_PASSPHRASE MASTER_KEY_PREVIOUS MASTER_KEY_PREVIOUS_FILE
-
-"$bin" migrate >/dev/null
+source scripts/lib/scratch.sh
+scratch_database "$admin_url" "vs_soak_$$" "$bin"
 "target/$profile/examples/seed_sessions" "$users" >/dev/null
 SOAK_TOKEN=$("$bin" token create --name soak --scope admin)
 export SOAK_TOKEN SOAK_USERS=$users
