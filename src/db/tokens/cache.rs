@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::TokenIdentity;
 use crate::db::connection::DatabaseTarget;
 use crate::db::error::DbError;
+use crate::db::listen::{Backoff, Wake, spawn_listener};
 
 /// The channel the trigger notifies on.
 pub const TOKENS_CHANNEL: &str = "vibee_tokens";
@@ -122,71 +122,54 @@ impl TokenCache {
     }
 }
 
-/// Starts the listener on its own connection (LISTEN needs one that stays
-/// open). It runs until aborted, reconnecting with backoff.
+/// Starts the listener. While it listens the cache may be trusted; a lost
+/// connection turns the cache off until it listens again.
 pub fn spawn_token_watcher(target: DatabaseTarget, cache: Arc<TokenCache>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut backoff = MIN_BACKOFF;
-        loop {
-            let err = watch(&target, &cache, &mut backoff).await;
-            cache.set_live(false);
+    let lost = cache.clone();
+    spawn_listener(
+        target,
+        TOKENS_CHANNEL,
+        cache.ttl,
+        Backoff {
+            min: MIN_BACKOFF,
+            max: MAX_BACKOFF,
+        },
+        move |conn, wake| {
+            let cache = cache.clone();
+            Box::pin(async move {
+                match wake {
+                    Wake::Listening => cache.set_live(true),
+                    Wake::Notified(op) => {
+                        cache.invalidate();
+                        tracing::debug!(%op, "token change announced; token cache emptied");
+                    }
+                    // Quiet for a TTL: make sure the connection is still
+                    // there, so a dead one turns the cache off instead of
+                    // leaving it trusted.
+                    Wake::Idle => ping(conn).await?,
+                }
+                Ok(())
+            })
+        },
+        move |err, delay| {
+            lost.set_live(false);
             tracing::warn!(
                 error = %err,
-                retry_in_ms = backoff.as_millis() as u64,
+                retry_in_ms = delay.as_millis() as u64,
                 "token watcher lost its database connection; token checks go to the database until it is back"
             );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    })
+        },
+    )
 }
 
-async fn watch(target: &DatabaseTarget, cache: &TokenCache, backoff: &mut Duration) -> DbError {
+async fn ping(conn: &mut diesel_async::AsyncPgConnection) -> Result<(), DbError> {
     // Imported here: its blanket `load` would shadow the atomics' `load` above.
     use diesel_async::RunQueryDsl;
-    let mut conn = match target.connect().await {
-        Ok(c) => c,
-        Err(e) => return e.into(),
-    };
-    if let Err(e) = diesel::sql_query(format!("LISTEN {TOKENS_CHANNEL}"))
-        .execute(&mut conn)
-        .await
-    {
-        return e.into();
-    }
-    *backoff = MIN_BACKOFF;
-    // Listening from here on: changes committed before are in the database,
-    // changes after are announced.
-    cache.set_live(true);
-    tracing::debug!(channel = TOKENS_CHANNEL, "token watcher listening");
-    loop {
-        // The stream borrows the connection, so it lives only while waiting.
-        let event = {
-            let mut stream = std::pin::pin!(conn.notifications_stream());
-            tokio::select! {
-                n = stream.next() => Some(n),
-                () = tokio::time::sleep(cache.ttl) => None,
-            }
-        };
-        match event {
-            Some(Some(Ok(n))) => {
-                cache.invalidate();
-                tracing::debug!(op = %n.payload, "token change announced; token cache emptied");
-            }
-            Some(Some(Err(e))) => return e.into(),
-            Some(None) => return DbError::Unavailable("the notification stream ended".into()),
-            // Quiet for a TTL: make sure the connection is still there, so a
-            // dead one turns the cache off instead of leaving it trusted.
-            None => {
-                let ping = diesel::sql_query("SELECT 1").execute(&mut conn);
-                match tokio::time::timeout(PING_TIMEOUT, ping).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return e.into(),
-                    Err(_) => {
-                        return DbError::Unavailable("the token watcher's ping timed out".into());
-                    }
-                }
-            }
-        }
+    match tokio::time::timeout(PING_TIMEOUT, diesel::sql_query("SELECT 1").execute(conn)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(DbError::Unavailable(
+            "the token watcher's ping timed out".into(),
+        )),
     }
 }
