@@ -1,0 +1,8 @@
+//! Values parsed once, at the edge (a URL path, a JSON body, argv), into
+//! types that cannot hold a wrong value: the rest of the code takes a
+//! `UserId` and never checks it again. The rules themselves are in
+//! `db::validate`, shared with every other way in.
+
+mod ids;
+
+pub use ids::{SessionId, UserId};
