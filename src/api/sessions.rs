@@ -18,7 +18,7 @@ use crate::db::sessions::{
     self, ListQuery, Page, SessionInput, SessionMeta, SessionPatch, Upserted,
 };
 
-use crate::domain::{SessionId, UserId};
+use crate::domain::{SessionId, UserId, decode_session_data};
 
 use super::auth::{Auth, List, Read, Write};
 use super::error::{AppError, AppResult};
@@ -65,9 +65,7 @@ pub struct CreateSession {
 }
 
 fn decode_blob(encoded: &SecretString) -> AppResult<SecretSlice<u8>> {
-    BASE64
-        .decode(encoded.expose_secret().trim())
-        .map(SecretSlice::from)
+    decode_session_data(encoded.expose_secret())
         .map_err(|_| AppError::invalid_field("session_data", "session_data must be valid base64"))
 }
 

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{ArgGroup, Args, Subcommand};
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::config::Env;
 use crate::db::activity::AuditContext;
 use crate::db::sessions::{self, ListQuery, SessionInput, SessionMeta, Upserted};
-use crate::domain::{SessionId, UserId};
+use crate::domain::{SessionId, UserId, decode_session_data};
 
 use super::dotenv::Vars;
 use super::{CliError, store};
@@ -120,9 +120,7 @@ fn input_from(args: PutArgs) -> Result<SessionInput, CliError> {
     let session_data = vars
         .get("session_data")
         .map(|b64| {
-            BASE64
-                .decode(b64.expose_secret().trim())
-                .map(SecretSlice::from)
+            decode_session_data(b64.expose_secret())
                 .map_err(|_| data_error("invalid session_data: must be base64"))
         })
         .transpose()?;

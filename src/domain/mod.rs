@@ -3,6 +3,8 @@
 //! `UserId` and never checks it again. The rules themselves are in
 //! `db::validate`, shared with every other way in.
 
+mod blob;
 mod ids;
 
+pub use blob::{NotBase64, decode_session_data};
 pub use ids::{SessionId, UserId};

@@ -68,8 +68,8 @@ pub async fn upsert(
                 return Ok(Upserted::Created(meta));
             }
         }
-        Err(DbError::Unavailable(
-            "the session kept changing under a concurrent writer; retry".into(),
+        Err(DbError::Conflict(
+            "the session kept changing under a concurrent writer; retry",
         ))
     })
     .await
