@@ -26,15 +26,7 @@ for tool in pg_dump; do
   fi
 done
 
-# Databases left by test processes that were killed before they could drop
-# them (named vs_test_<pid>_...; a live pid's databases are left alone).
-psql "$TEST_DATABASE_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname LIKE 'vs\_test\_%'" |
-  while read -r db; do
-    pid=$(printf '%s' "$db" | sed -n 's/^vs_test_\([0-9]\+\)_.*/\1/p')
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-      psql "$TEST_DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
-    fi
-  done
+pg_drop_stale_test_databases "$TEST_DATABASE_URL"
 
 start=$(date +%s)
 log=$(mktemp)
