@@ -297,6 +297,9 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
       END { if (b>0 && d>0) printf "%.2f %.2f", a/b, c/d; else print "n/a n/a" }')
     echo "| crypto framing <= 1.2 x raw AES-256-GCM at 400 B (seal, open) | ${fr% *}, ${fr#* } | $(ok "$(cmp "$(echo "$fr" | awk '{print ($1>$2)?$1:$2}')" "<=" 1.2)") |"
   fi
+  echo
+  echo "The figures before these, step by step, with profiles and experiments:"
+  echo "\`docs/perf/NOTES.md\`. What is measured and why: \`docs/DESIGN.md\`."
   if [ -n "${BENCH_NOTES:-}" ] && [ -f "$BENCH_NOTES" ]; then
     echo
     cat "$BENCH_NOTES"
