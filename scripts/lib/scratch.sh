@@ -9,6 +9,7 @@
 # variables unset), applies the migrations, and on exit stops $server_pid
 # (when the script set one), runs the script's own `scratch_cleanup` when it
 # defines one, and drops the database.
+declare -F pg_run >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
 server_pid=
 scratch_database() {
   scratch_admin_url=$1
