@@ -101,7 +101,7 @@ load() {
   "$loader" load --ledger "$1" --prefix "$2" --seconds "$3" --concurrency "$4" \
     --targets "$5" --token-file "$work/token" "${@:6}" >"$work/load-$2.out" 2>"$work/load-$2.err" &
   load_pid=$!
-  pids+=($load_pid)
+  pids+=("$load_pid")
 }
 load_wait() {
   local rc=0
@@ -185,7 +185,7 @@ for scenario in "${scenarios[@]}"; do
       DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/chaos" MASTER_KEY="$old_key" RUST_LOG=warn \
         "$bin" rotate --grace-ms 3000 --batch-size 50 --pause-ms 10 >>"$work/rotate.log" 2>&1 </dev/null &
       rpid=$!
-      pids+=($rpid)
+      pids+=("$rpid")
       sleep "$(awk -v s="$RANDOM" 'BEGIN { printf "%.2f", 0.05 + (s % 300) / 100 }')"
       if kill -9 "$rpid" 2>/dev/null; then
         landed=$((landed + 1))

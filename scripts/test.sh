@@ -19,12 +19,10 @@ fi
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
 ensure_postgres "$TEST_DATABASE_URL"
 
-for tool in pg_dump; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    pg_say "$tool is needed by the tests (Debian: apt-get install postgresql-client)."
-    exit 1
-  fi
-done
+if ! command -v pg_dump >/dev/null 2>&1; then
+  pg_say "pg_dump is needed by the tests (Debian: apt-get install postgresql-client)."
+  exit 1
+fi
 
 pg_drop_stale_test_databases "$TEST_DATABASE_URL"
 

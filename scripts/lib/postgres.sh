@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts: find a PostgreSQL server to use, starting the local
 # one when it is installed but down, and run libpq's tools on it without the
 # password on their command line. Source it, then call `ensure_postgres URL`
@@ -41,7 +42,7 @@ pg_split_url() {
 # password, which goes to TOOL through PGPASSWORD in its environment instead:
 # `ps` shows a command line to every user, never another user's environment.
 pg_run() {
-  local tool=$1 arg password= args=()
+  local tool=$1 arg password='' args=()
   shift
   for arg in "$@"; do
     case $arg in

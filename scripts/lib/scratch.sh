@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A throw-away database for a script's own run, with a fresh master key.
 #
 #   source scripts/lib/postgres.sh

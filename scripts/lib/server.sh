@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A scratch `vibee-sessions serve` for a script's own run, on loopback.
 #
 #   source scripts/lib/server.sh
