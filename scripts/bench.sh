@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The benchmarks of issue 6, side by side in one run, written to
-# docs/BENCHMARKS.md (see that file for what each figure means).
+# The benchmarks, side by side in one run, written to docs/BENCHMARKS.md
+# (see that file for what each figure means and the targets).
 #
 #   scripts/bench.sh                      # the full run: about 10 minutes
-#   DURATION=2 TENANTS=200 ROTATION_ROWS=2000 CRITERION=0 OUT=/tmp/b.md scripts/bench.sh
+#   DURATION=2 TENANTS=200 ROTATION_ROWS=2000 CRITERION=0 OUT=target/bench.md scripts/bench.sh
 #                                          # a smoke run: seconds
 #
 # Knobs (environment):
@@ -24,7 +24,7 @@
 # Exits non-zero when a run saw errors (non-2xx, socket errors), the server
 # logged an ERROR, or boot missed tenants: the CI smoke relies on it.
 #   DATABASE_URL / TEST_DATABASE_URL  the server to use (default the local one);
-#                  the bench creates and drops its own database, vs_bench.
+#                  the bench creates and drops its own database, $BENCH_DB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -72,11 +72,12 @@ seed=${SEED_BIN:-$root/target/$profile/examples/seed_sessions}
 work=$(mktemp -d)
 scratch_cleanup() { rm -rf "$work"; }
 source "$root/scripts/lib/scratch.sh"
+source "$root/scripts/lib/server.sh"
 scratch_database "$admin_url" "$db" "$bin"
-sql() { psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 "$@"; }
+sql() { pg_run psql "$DATABASE_URL" -XAtq -v ON_ERROR_STOP=1 "$@"; }
 say "seeding $tenants tenants"
 "$seed" "$tenants" 0 2>&1 | sed 's/^/  /' >&2
-TOKEN=$("$bin" token create --name bench --scope admin)
+TOKEN=$(server_token "$bin" bench)
 export BENCH_TOKEN=$TOKEN BENCH_TENANTS=$tenants BENCH_LUA_DIR=$root/scripts/bench
 
 # The floor's upsert table (a copy, so pgbench's random bytes never meet the
@@ -100,15 +101,9 @@ VACUUM ANALYZE;
 SQL
 
 # --- the server ----------------------------------------------------------
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 18080)
-base=http://127.0.0.1:$port
-LISTEN_ADDR=127.0.0.1:$port RUST_LOG=${BENCH_RUST_LOG:-info} "$bin" serve --no-migrate >"$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 100); do
-  curl -fs "$base/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fs "$base/healthz" >/dev/null || { cat "$work/server.log" >&2; say "the server did not start"; exit 1; }
+server_start "$bin" "$work/server.log" RUST_LOG="${BENCH_RUST_LOG:-info}" -- --no-migrate \
+  || { say "the server did not start"; exit 1; }
+base=$server_url
 curl -fs -H "Authorization: Bearer $TOKEN" "$base/api/v1/sessions/bench0000000" >/dev/null \
   || { say "a seeded session does not read back"; exit 1; }
 
@@ -132,7 +127,7 @@ pgbench_run() { # name script conns [-n]
   local name=$1 script=$2 c=$3 log tps p50 p99 fails
   log=$work/pgbench-$name
   mkdir -p "$log"
-  (cd "$log" && pgbench -n -M prepared -c "$c" -j 2 -T "$duration" -D tenants="$tenants" \
+  (cd "$log" && pg_run pgbench -n -M prepared -c "$c" -j 2 -T "$duration" -D tenants="$tenants" \
       -l --log-prefix=lat -f "$root/scripts/bench/$script" "$DATABASE_URL" >summary 2>&1) || true
   tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$log/summary" | head -1)
   fails=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$log/summary")
@@ -302,6 +297,9 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
       END { if (b>0 && d>0) printf "%.2f %.2f", a/b, c/d; else print "n/a n/a" }')
     echo "| crypto framing <= 1.2 x raw AES-256-GCM at 400 B (seal, open) | ${fr% *}, ${fr#* } | $(ok "$(cmp "$(echo "$fr" | awk '{print ($1>$2)?$1:$2}')" "<=" 1.2)") |"
   fi
+  echo
+  echo "The figures before these, step by step, with profiles and experiments:"
+  echo "\`docs/perf/NOTES.md\`. What is measured and why: \`docs/DESIGN.md\`."
   if [ -n "${BENCH_NOTES:-}" ] && [ -f "$BENCH_NOTES" ]; then
     echo
     cat "$BENCH_NOTES"

@@ -26,6 +26,8 @@
 # for an optimised build. Logs stay in target/chaos/ for reading afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/postgres.sh
+source scripts/lib/server.sh
 
 scenarios=("$@")
 # rotate first, while the table is small: each of its rotations re-encrypts
@@ -53,9 +55,6 @@ chmod 755 "$work"
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 pids=()
 cleanup() {
@@ -78,28 +77,23 @@ pg_start() {
 pg_stop() { as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -m fast -w -t 30 stop >/dev/null; }
 pg_start
 admin_url="postgres://postgres@127.0.0.1:$pg_port/postgres"
-psql_db() { psql "postgres://postgres@127.0.0.1:$pg_port/$1" -XAtq -v ON_ERROR_STOP=1 "${@:2}"; }
+psql_db() { pg_run psql "postgres://postgres@127.0.0.1:$pg_port/$1" -XAtq -v ON_ERROR_STOP=1 "${@:2}"; }
 say "private PostgreSQL on 127.0.0.1:$pg_port ($work/pg)"
 
 old_key=$("$bin" keygen)
 new_key=$("$bin" keygen)
 
-# serve NAME PORT DB [VAR=VALUE...]: starts a replica, waits until healthy.
+# serve NAME PORT DB [VAR=VALUE...]: starts a replica (with migrations, in
+# an environment of its own), waits until ready.
 declare -A serve_pid
 serve() {
   local name=$1 port=$2 db=$3
   shift 3
-  env -i PATH="$PATH" DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$db" \
-    MASTER_KEY="$old_key" LISTEN_ADDR="127.0.0.1:$port" RUST_LOG=warn "$@" \
-    "$bin" serve >>"$work/serve-$name.log" 2>&1 &
-  serve_pid[$name]=$!
-  pids+=($!)
-  for _ in $(seq 1 150); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && return 0
-    kill -0 "${serve_pid[$name]}" 2>/dev/null || die "serve $name exited: $(tail -5 "$work/serve-$name.log")"
-    sleep 0.2
-  done
-  die "serve $name did not become healthy in 30 s"
+  SERVER_PORT=$port SERVER_CLEAN_ENV=1 server_start "$bin" "$work/serve-$name.log" \
+    DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/$db" MASTER_KEY="$old_key" "$@" ||
+    { [ -n "${server_pid:-}" ] && pids+=("$server_pid"); die "serve $name did not become ready"; }
+  serve_pid[$name]=$server_pid
+  pids+=("$server_pid")
 }
 
 # load LEDGER PREFIX SECONDS CONCURRENCY URLS [extra args]: in the background.
@@ -107,7 +101,7 @@ load() {
   "$loader" load --ledger "$1" --prefix "$2" --seconds "$3" --concurrency "$4" \
     --targets "$5" --token-file "$work/token" "${@:6}" >"$work/load-$2.out" 2>"$work/load-$2.err" &
   load_pid=$!
-  pids+=($load_pid)
+  pids+=("$load_pid")
 }
 load_wait() {
   local rc=0
@@ -126,7 +120,7 @@ verify() {
 statuses_of() { sed -n 's/.*statuses=\([^ ]*\).*/\1/p' "$work/load-$1.out"; }
 count_status() { statuses_of "$1" | tr ',' '\n' | sed -n "s/^$2:\([0-9]*\)$/\1/p"; }
 
-psql "$admin_url" -XAtqc "CREATE DATABASE chaos" >/dev/null
+pg_run psql "$admin_url" -XAtqc "CREATE DATABASE chaos" >/dev/null
 main_port=$(free_port)
 run_main() { serve main "$main_port" chaos; }
 run_main
@@ -191,7 +185,7 @@ for scenario in "${scenarios[@]}"; do
       DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/chaos" MASTER_KEY="$old_key" RUST_LOG=warn \
         "$bin" rotate --grace-ms 3000 --batch-size 50 --pause-ms 10 >>"$work/rotate.log" 2>&1 </dev/null &
       rpid=$!
-      pids+=($rpid)
+      pids+=("$rpid")
       sleep "$(awk -v s="$RANDOM" 'BEGIN { printf "%.2f", 0.05 + (s % 300) / 100 }')"
       if kill -9 "$rpid" 2>/dev/null; then
         landed=$((landed + 1))
@@ -239,7 +233,7 @@ for scenario in "${scenarios[@]}"; do
     ;;
   replicas)
     say "scenario replicas: 3 replicas, a data key rotation, a master key rotation, a rolling restart"
-    psql "$admin_url" -XAtqc "CREATE DATABASE chaos_replicas" >/dev/null
+    pg_run psql "$admin_url" -XAtqc "CREATE DATABASE chaos_replicas" >/dev/null
     rurl="postgres://postgres@127.0.0.1:$pg_port/chaos_replicas"
     # The store as it was before: data keys under the old master key.
     serve init "$(free_port)" chaos_replicas

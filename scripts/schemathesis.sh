@@ -39,16 +39,12 @@ fi
 out=target/schemathesis
 mkdir -p "$out"
 source scripts/lib/scratch.sh
+source scripts/lib/server.sh
 scratch_database "$admin_url" "vs_schemathesis_$$" "$bin"
-token=$("$bin" token create --name schemathesis --scope admin)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-base=http://127.0.0.1:$port
-LISTEN_ADDR=127.0.0.1:$port RUST_LOG=warn "$bin" serve --no-migrate >"$out/serve.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 150); do
-  curl -fsS -o /dev/null "$base/healthz" 2>/dev/null && break
-  sleep 0.2
-done
+token=$(server_token "$bin" schemathesis)
+: >"$out/serve.log"
+server_start "$bin" "$out/serve.log" -- --no-migrate
+base=$server_url
 # Something for the generated ids to find now and then.
 curl -fsS -o /dev/null -X POST "$base/api/v1/sessions" -H "authorization: Bearer $token" \
   -H 'content-type: application/json' \
@@ -57,6 +53,9 @@ curl -fsS -H "authorization: Bearer $token" "$base/api/v1/openapi.json" >"$out/o
 
 start=$(date +%s)
 status=0
+# Hypothesis' storage (its caches; --hypothesis-derandomize keeps no example
+# database) under target/, not in the checkout's .hypothesis/.
+export HYPOTHESIS_STORAGE_DIRECTORY=$out/hypothesis
 "$venv/bin/st" run "$out/openapi.json" --base-url "$base" \
   -H "Authorization: Bearer $token" \
   --checks "$checks" \

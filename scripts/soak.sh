@@ -38,17 +38,13 @@ bin=target/$profile/vibee-sessions
 out=target/soak
 mkdir -p "$out"
 source scripts/lib/scratch.sh
+source scripts/lib/server.sh
 scratch_database "$admin_url" "vs_soak_$$" "$bin"
 "target/$profile/examples/seed_sessions" "$users" >/dev/null
-SOAK_TOKEN=$("$bin" token create --name soak --scope admin)
+SOAK_TOKEN=$(server_token "$bin" soak)
 export SOAK_TOKEN SOAK_USERS=$users
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-LISTEN_ADDR=127.0.0.1:$port RUST_LOG=warn "$bin" serve --no-migrate >"$out/serve.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 1 150); do
-  curl -fsS -o /dev/null "http://127.0.0.1:$port/healthz" 2>/dev/null && break
-  sleep 0.2
-done
+: >"$out/serve.log"
+server_start "$bin" "$out/serve.log" -- --no-migrate
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 
 echo "soak: ${duration}s, c=$connections, $threads wrk threads, $users sessions, $profile build, server pid $server_pid"
@@ -64,7 +60,7 @@ while [ "$elapsed" -lt "$duration" ]; do
   d=$(( duration - elapsed < segment ? duration - elapsed : segment ))
   minute=$((minute + 1))
   wrk -t"$threads" -c"$connections" -d"${d}s" --timeout 35s -s scripts/soak/mixed.lua \
-    "http://127.0.0.1:$port" >"$out/wrk-$minute.txt" 2>&1
+    "$server_url" >"$out/wrk-$minute.txt" 2>&1
   elapsed=$((elapsed + d))
   kill -0 "$server_pid" || { echo "the server died"; exit 1; }
   r=$(rss)

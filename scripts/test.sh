@@ -19,22 +19,12 @@ fi
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
 ensure_postgres "$TEST_DATABASE_URL"
 
-for tool in pg_dump; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    pg_say "$tool is needed by the tests (Debian: apt-get install postgresql-client)."
-    exit 1
-  fi
-done
+if ! command -v pg_dump >/dev/null 2>&1; then
+  pg_say "pg_dump is needed by the tests (Debian: apt-get install postgresql-client)."
+  exit 1
+fi
 
-# Databases left by test processes that were killed before they could drop
-# them (named vs_test_<pid>_...; a live pid's databases are left alone).
-psql "$TEST_DATABASE_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname LIKE 'vs\_test\_%'" |
-  while read -r db; do
-    pid=$(printf '%s' "$db" | sed -n 's/^vs_test_\([0-9]\+\)_.*/\1/p')
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-      psql "$TEST_DATABASE_URL" -XAtqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
-    fi
-  done
+pg_drop_stale_test_databases "$TEST_DATABASE_URL"
 
 start=$(date +%s)
 log=$(mktemp)

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The vibee-sessions binary for the scripts: $VIBEE_SESSIONS_BIN when set;
 # else, in a checkout with cargo, its release build (built when missing or
 # older than the sources); else one on PATH.
