@@ -12,4 +12,6 @@ pub mod crypto;
 mod crypto_provider;
 pub mod db;
 pub mod hardening;
+pub mod kek;
 pub mod rotation;
+pub mod transit;

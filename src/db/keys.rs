@@ -5,12 +5,13 @@
 //! lives in `watcher`.
 
 mod lifecycle;
+mod rewrap;
 mod watcher;
 
 pub use lifecycle::{
-    KEYS_CHANNEL, KeyAdminError, Promotion, RewrapReport, destroy_key, promote_new_primary,
-    retire_if_empty, rewrap_all,
+    KEYS_CHANNEL, KeyAdminError, Promotion, destroy_key, promote_new_primary, retire_if_empty,
 };
+pub use rewrap::{RewrapReport, rewrap_all};
 pub use watcher::{DEFAULT_KEY_REFRESH, spawn_key_watcher};
 
 use std::collections::HashMap;
@@ -24,9 +25,10 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::crypto::{
-    DataKey, DataKeyId, KdfParams, KekId, KeyError, KeyRing, MasterKey, MasterKeys, SharedKeyRing,
-    WrappedDataKey,
+    DataKey, DataKeyId, KdfParams, KekId, KeyError, KeyRing, SharedKeyRing, WrappedDataKey,
 };
+use crate::kek::{Kek, Keks, Stored};
+use crate::transit::{Transit, TransitSettings};
 
 use super::error::DbError;
 use super::schema::{encryption_keys, master_key_kdf};
@@ -96,19 +98,21 @@ fn key_id(id: i32) -> DataKeyId {
 
 /// Where the master key comes from, once configuration has been read.
 pub enum MasterKeySource {
-    Key(MasterKey),
+    Key(crate::crypto::MasterKey),
     /// Derived with Argon2id and the parameters stored in the database.
     Passphrase(SecretString),
+    /// A key in a transit secrets engine (`MASTER_KEY_TRANSIT_KEY`).
+    Transit(TransitSettings),
 }
 
 /// Turns the configured source into the master key. A passphrase needs the
 /// stored KDF parameters; on a database with no keys yet, they are created.
-pub async fn unlock(
-    conn: &mut AsyncPgConnection,
-    source: MasterKeySource,
-) -> Result<MasterKey, DbError> {
+pub async fn unlock(conn: &mut AsyncPgConnection, source: MasterKeySource) -> Result<Kek, DbError> {
     let passphrase = match source {
-        MasterKeySource::Key(key) => return Ok(key),
+        MasterKeySource::Key(key) => return Ok(Kek::Local(key)),
+        MasterKeySource::Transit(settings) => {
+            return Ok(Kek::Transit(connect_transit(settings).await?));
+        }
         MasterKeySource::Passphrase(p) => p,
     };
     let params = conn
@@ -138,7 +142,21 @@ pub async fn unlock(
     let derived = tokio::task::spawn_blocking(move || params.derive(&passphrase))
         .await
         .map_err(|e| DbError::Unavailable(format!("key derivation task failed: {e}")))??;
-    Ok(derived)
+    Ok(Kek::Local(derived))
+}
+
+/// Reaches the engine and authenticates, so a bad token or an engine that is
+/// down stops the start with a message that says so.
+pub async fn connect_transit(settings: TransitSettings) -> Result<Arc<Transit>, DbError> {
+    let transit = Arc::new(
+        Transit::new(settings).map_err(|e| DbError::Key(KeyError::MasterKeyUnavailable(e.0)))?,
+    );
+    let t = transit.clone();
+    tokio::task::spawn_blocking(move || t.connect())
+        .await
+        .map_err(|e| DbError::Unavailable(format!("the secrets engine call did not finish: {e}")))?
+        .map_err(|e| DbError::Key(KeyError::MasterKeyUnavailable(e.0)))?;
+    Ok(transit)
 }
 
 async fn lock_keys(conn: &mut AsyncPgConnection) -> Result<(), DbError> {
@@ -197,16 +215,9 @@ pub(crate) async fn store_kdf_params(
 
 /// Checks that every live data key was wrapped under a master key we hold.
 /// Nothing is created or unwrapped before this passes.
-fn check_kek_ids(rows: &[StoredKey], master: &MasterKeys) -> Result<(), KeyError> {
+fn check_kek_ids(rows: &[StoredKey], master: &Keks) -> Result<(), KeyError> {
     for row in rows {
-        let kek = KekId::from_stored(row.kek_id.clone());
-        if master.by_kek_id(&kek).is_none() {
-            return Err(KeyError::WrongMasterKey {
-                key_id: key_id(row.id).0,
-                stored: row.kek_id.clone(),
-                ours: master.current().kek_id().to_string(),
-            });
-        }
+        master.check(key_id(row.id), &KekId::from_stored(row.kek_id.clone()))?;
     }
     Ok(())
 }
@@ -220,14 +231,19 @@ async fn live_keys(conn: &mut AsyncPgConnection) -> Result<Vec<StoredKey>, DbErr
         .await?)
 }
 
-/// Reserves the next key id and stores a new data key wrapped under the
-/// current master key, in the given state. Call inside a transaction holding
-/// the keys lock.
-pub(crate) async fn create_data_key(
+/// A new data key, its id reserved and its wrap made, ready to insert. Made
+/// before the transaction that stores it, so no transaction waits on the
+/// secrets engine (a sequence value left unused is only a gap).
+pub(crate) struct NewDataKey {
+    id: DataKeyId,
+    wrapped: WrappedDataKey,
+    kek_id: KekId,
+}
+
+pub(crate) async fn prepare_data_key(
     conn: &mut AsyncPgConnection,
-    master: &MasterKey,
-    state: KeyState,
-) -> Result<DataKeyId, DbError> {
+    master: &Kek,
+) -> Result<NewDataKey, DbError> {
     #[derive(QueryableByName)]
     struct NextId {
         #[diesel(sql_type = Integer)]
@@ -239,48 +255,94 @@ pub(crate) async fn create_data_key(
     .get_result(conn)
     .await?;
     let id = key_id(next.id);
-    let key = DataKey::generate(id);
-    let wrapped = key.wrap(master);
+    let (_, wrapped) = master
+        .wrap(vec![DataKey::generate(id)])
+        .await?
+        .pop()
+        .expect("one key in, one wrap out");
+    Ok(NewDataKey {
+        id,
+        wrapped,
+        kek_id: master.kek_id().clone(),
+    })
+}
+
+/// Stores a prepared data key in the given state. Call inside a transaction
+/// holding the keys lock.
+pub(crate) async fn insert_data_key(
+    conn: &mut AsyncPgConnection,
+    key: &NewDataKey,
+    state: KeyState,
+) -> Result<DataKeyId, DbError> {
     diesel::insert_into(encryption_keys::table)
         .values((
-            encryption_keys::id.eq(next.id),
-            encryption_keys::wrapped_key.eq(&wrapped.0),
-            encryption_keys::kek_id.eq(master.kek_id().as_str()),
+            encryption_keys::id.eq(key.id.0 as i32),
+            encryption_keys::wrapped_key.eq(&key.wrapped.0),
+            encryption_keys::kek_id.eq(key.kek_id.as_str()),
             encryption_keys::state.eq(state.as_str()),
         ))
         .execute(conn)
         .await?;
-    Ok(id)
+    Ok(key.id)
 }
 
 /// Loads and unwraps every live data key.
 pub async fn load_key_ring(
     conn: &mut AsyncPgConnection,
-    master: &MasterKeys,
+    master: &Keks,
 ) -> Result<KeyRing, DbError> {
     let rows = live_keys(conn).await?;
-    check_kek_ids(&rows, master)?;
-    let mut primary = None;
-    let mut keys = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id = key_id(row.id);
-        if KeyState::parse(&row.state) == Some(KeyState::Primary) {
-            primary = Some(id);
-        }
-        keys.push(master.unwrap_data_key(
-            id,
-            &KekId::from_stored(row.kek_id.clone()),
-            &WrappedDataKey(row.wrapped_key.clone()),
-        )?);
+    Ok(unwrap_ring(&rows, master).await?)
+}
+
+/// Unwraps the live keys: one batch call per master key, never one per key.
+async fn unwrap_ring(rows: &[StoredKey], master: &Keks) -> Result<KeyRing, KeyError> {
+    check_kek_ids(rows, master)?;
+    let primary = rows
+        .iter()
+        .find(|r| KeyState::parse(&r.state) == Some(KeyState::Primary))
+        .map(|r| key_id(r.id))
+        .ok_or(KeyError::NoPrimary)?;
+    let kek_ids: Vec<KekId> = rows
+        .iter()
+        .map(|r| KekId::from_stored(r.kek_id.clone()))
+        .collect();
+    let stored: Vec<Stored<'_>> = rows
+        .iter()
+        .zip(&kek_ids)
+        .map(|(r, k)| Stored {
+            id: key_id(r.id),
+            kek_id: k,
+            wrapped: &r.wrapped_key,
+        })
+        .collect();
+    KeyRing::new(primary, master.unwrap_all(&stored).await?)
+}
+
+/// What a ring was unwrapped from: when a reload finds the same rows, the
+/// ring in memory is kept and nothing is unwrapped (no call to a secrets
+/// engine every refresh interval).
+fn rows_digest(rows: &[StoredKey]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for r in rows {
+        h.update(r.id.to_be_bytes());
+        h.update(r.state.as_bytes());
+        h.update([0]);
+        h.update(r.kek_id.as_bytes());
+        h.update([0]);
+        h.update((r.wrapped_key.len() as u64).to_be_bytes());
+        h.update(&r.wrapped_key);
     }
-    Ok(KeyRing::new(primary.ok_or(KeyError::NoPrimary)?, keys)?)
+    h.finalize().into()
 }
 
 /// The process's keys: the master keys, the unwrapped ring, and the budget of
 /// encryptions reserved in the database.
 pub struct Vault {
-    master: MasterKeys,
+    master: Keks,
     ring: SharedKeyRing,
+    loaded_from: Mutex<[u8; 32]>,
     reserved: Mutex<HashMap<DataKeyId, u64>>,
 }
 
@@ -288,29 +350,39 @@ impl Vault {
     /// Checks the master key against the stored keys, creates the first data
     /// key on an empty database (exactly one primary, however many processes
     /// start at once), and loads the ring.
-    pub async fn open(conn: &mut AsyncPgConnection, master: MasterKeys) -> Result<Self, DbError> {
-        let master = conn
-            .transaction::<_, DbError, _>(async |conn| {
+    pub async fn open(
+        conn: &mut AsyncPgConnection,
+        master: impl Into<Keks>,
+    ) -> Result<Self, DbError> {
+        let master = master.into();
+        let rows = live_keys(conn).await?;
+        check_kek_ids(&rows, &master)?;
+        if rows.is_empty() {
+            // Wrapped before the transaction (a transit call must not hold
+            // the keys lock); unused when another process got there first.
+            let first = prepare_data_key(conn, master.current()).await?;
+            conn.transaction::<_, DbError, _>(async |conn| {
                 lock_keys(conn).await?;
-                let rows = live_keys(conn).await?;
-                check_kek_ids(&rows, &master)?;
-                if rows.is_empty() {
-                    let id = create_data_key(conn, master.current(), KeyState::Primary).await?;
+                if live_keys(conn).await?.is_empty() {
+                    let id = insert_data_key(conn, &first, KeyState::Primary).await?;
                     tracing::info!(data_key_id = id.0, "created the first data key");
                 }
-                Ok(master)
+                Ok(())
             })
             .await?;
-        let ring = load_key_ring(conn, &master).await?;
+        }
+        let rows = live_keys(conn).await?;
+        let ring = unwrap_ring(&rows, &master).await?;
         warn_if_over_budget(conn, ring.primary_id()).await?;
         Ok(Self {
             master,
             ring: SharedKeyRing::new(ring),
+            loaded_from: Mutex::new(rows_digest(&rows)),
             reserved: Mutex::new(HashMap::new()),
         })
     }
 
-    pub fn master(&self) -> &MasterKeys {
+    pub fn master(&self) -> &Keks {
         &self.master
     }
 
@@ -319,9 +391,16 @@ impl Vault {
     }
 
     /// Re-reads the key ring (after a rotation, or on meeting an unknown key id).
+    /// Rows unchanged since the last load keep the ring in memory as it is.
     pub async fn reload(&self, conn: &mut AsyncPgConnection) -> Result<Arc<KeyRing>, DbError> {
-        let ring = load_key_ring(conn, &self.master).await?;
+        let rows = live_keys(conn).await?;
+        let digest = rows_digest(&rows);
+        if *self.loaded_from.lock().unwrap_or_else(|p| p.into_inner()) == digest {
+            return Ok(self.ring.get());
+        }
+        let ring = unwrap_ring(&rows, &self.master).await?;
         self.ring.replace(ring);
+        *self.loaded_from.lock().unwrap_or_else(|p| p.into_inner()) = digest;
         Ok(self.ring.get())
     }
 
@@ -394,6 +473,12 @@ pub struct KeyStatus {
     pub id: i32,
     pub state: String,
     pub kek_id: String,
+    /// `local` (wrapped by a local master key) or `transit`.
+    pub wrap: String,
+    /// For a transit wrap, the transit key version it was made with (the
+    /// `vN` of `vault:vN:`): after a rotation of the transit key, wraps below
+    /// its newest version want `rotate-master --rewrap`.
+    pub transit_key_version: Option<i32>,
     pub algorithm: String,
     pub rows: i64,
     pub encryptions: i64,
@@ -412,6 +497,10 @@ struct KeyStatusRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     kek_id: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
+    wrap: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Integer>)]
+    transit_key_version: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     algorithm: String,
     #[diesel(sql_type = BigInt)]
     rows: i64,
@@ -425,7 +514,11 @@ struct KeyStatusRow {
 
 pub async fn key_status(conn: &mut AsyncPgConnection) -> Result<Vec<KeyStatus>, DbError> {
     let rows: Vec<KeyStatusRow> = diesel::sql_query(
-        "SELECT k.id, k.state, k.kek_id, k.algorithm, \
+        "SELECT k.id, k.state, k.kek_id, \
+                CASE WHEN k.kek_id LIKE 'transit://%' THEN 'transit' ELSE 'local' END AS wrap, \
+                CASE WHEN k.kek_id LIKE 'transit://%' THEN substring(encode(k.wrapped_key, 'escape') \
+                     FROM '^vault:v([0-9]{1,9}):')::integer END AS transit_key_version, \
+                k.algorithm, \
                 (SELECT count(*) FROM user_sessions s WHERE s.data_key_id = k.id) AS rows, \
                 k.encryption_count AS encryptions, k.created_at, k.retired_at \
          FROM encryption_keys k ORDER BY k.id",
@@ -439,6 +532,8 @@ pub async fn key_status(conn: &mut AsyncPgConnection) -> Result<Vec<KeyStatus>, 
             id: r.id,
             state: r.state,
             kek_id: r.kek_id,
+            wrap: r.wrap,
+            transit_key_version: r.transit_key_version,
             algorithm: r.algorithm,
             rows: r.rows,
             encryptions: r.encryptions,
