@@ -79,7 +79,7 @@ pub struct RotateMasterArgs {
 async fn master_keys(env: &dyn Env, conn: &mut AsyncPgConnection) -> Result<Keks, CliError> {
     let source = config::master_key_source(env)?;
     let previous = config::previous_master_key(env)?;
-    let current = keys::unlock(conn, source).await?;
+    let current = keys::unlock_kek(conn, source).await?;
     Ok(Keks::new(current, previous.map(Kek::Local)))
 }
 

@@ -26,7 +26,8 @@ pub struct ServeArgs {
     no_migrate: bool,
 }
 
-/// How often a transit engine's `sys/health` is asked, for `/readyz`.
+/// How often a transit engine's `sys/health` is asked, for `/readyz`
+/// (`MASTER_KEY_TRANSIT_PROBE_SECS`).
 const TRANSIT_PROBE: Duration = Duration::from_secs(10);
 
 /// How long in-flight requests may run on after a shutdown signal.
@@ -77,6 +78,13 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         )
     })?;
     let tls = tls_files(env)?;
+    let transit_probe = Duration::from_secs(config::number(
+        env,
+        "MASTER_KEY_TRANSIT_PROBE_SECS",
+        TRANSIT_PROBE.as_secs(),
+        1,
+        3600,
+    )?);
     if !args.no_migrate {
         for version in migrate::run_pending(&target).await? {
             tracing::info!(%version, "applied migration");
@@ -97,7 +105,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         .master()
         .current()
         .transit()
-        .map(|t| crate::transit::spawn_upkeep(t.clone(), TRANSIT_PROBE));
+        .map(|t| crate::transit::spawn_upkeep(t.clone(), transit_probe));
     let pool = build_pool(&target, &pool_settings);
     // Verified tokens are cached while this listener hears every revocation.
     let token_cache = Arc::new(TokenCache::default());

@@ -32,7 +32,7 @@ pub async fn open(env: &dyn Env) -> Result<Store, CliError> {
     let previous = config::previous_master_key(env)?;
     let target = DatabaseTarget::parse(&url)?;
     let mut conn = target.connect().await?;
-    let current = keys::unlock(&mut conn, source).await?;
+    let current = keys::unlock_kek(&mut conn, source).await?;
     let vault = Vault::open(&mut conn, Keks::new(current, previous.map(Kek::Local))).await?;
     Ok(Store { conn, vault })
 }

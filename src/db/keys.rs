@@ -105,13 +105,30 @@ pub enum MasterKeySource {
     Transit(TransitSettings),
 }
 
-/// Turns the configured source into the master key. A passphrase needs the
+/// Turns the configured source into the master key: a transit key is
+/// reached and authenticated to, a local one read or derived (`unlock`).
+pub async fn unlock_kek(
+    conn: &mut AsyncPgConnection,
+    source: MasterKeySource,
+) -> Result<Kek, DbError> {
+    match source {
+        MasterKeySource::Transit(settings) => Ok(Kek::Transit(connect_transit(settings).await?)),
+        local => Ok(Kek::Local(unlock(conn, local).await?)),
+    }
+}
+
+/// Turns a local source into the master key. A passphrase needs the
 /// stored KDF parameters; on a database with no keys yet, they are created.
-pub async fn unlock(conn: &mut AsyncPgConnection, source: MasterKeySource) -> Result<Kek, DbError> {
+pub async fn unlock(
+    conn: &mut AsyncPgConnection,
+    source: MasterKeySource,
+) -> Result<crate::crypto::MasterKey, DbError> {
     let passphrase = match source {
-        MasterKeySource::Key(key) => return Ok(Kek::Local(key)),
-        MasterKeySource::Transit(settings) => {
-            return Ok(Kek::Transit(connect_transit(settings).await?));
+        MasterKeySource::Key(key) => return Ok(key),
+        MasterKeySource::Transit(_) => {
+            return Err(DbError::Key(KeyError::MasterKeyUnavailable(
+                "a transit master key is not a local key (use unlock_kek)".into(),
+            )));
         }
         MasterKeySource::Passphrase(p) => p,
     };
@@ -142,7 +159,7 @@ pub async fn unlock(conn: &mut AsyncPgConnection, source: MasterKeySource) -> Re
     let derived = tokio::task::spawn_blocking(move || params.derive(&passphrase))
         .await
         .map_err(|e| DbError::Unavailable(format!("key derivation task failed: {e}")))??;
-    Ok(Kek::Local(derived))
+    Ok(derived)
 }
 
 /// Reaches the engine and authenticates, so a bad token or an engine that is
