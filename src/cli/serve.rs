@@ -90,6 +90,8 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
             tracing::info!(%version, "applied migration");
         }
     }
+    // The recorder first, so the start-up's transit calls are counted too.
+    let _ = api::metrics_handle();
     // The shared opener: the master key checked, the first data key made.
     let vault = Arc::new(super::store::open(env).await?.vault);
     tracing::info!(
