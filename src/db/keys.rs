@@ -158,7 +158,7 @@ pub async fn unlock(
     // Argon2 runs outside the transaction: it takes a while on purpose.
     let derived = tokio::task::spawn_blocking(move || params.derive(&passphrase))
         .await
-        .map_err(|e| DbError::Unavailable(format!("key derivation task failed: {e}")))??;
+        .map_err(|e| DbError::Internal(format!("key derivation task failed: {e}")))??;
     Ok(derived)
 }
 
@@ -171,7 +171,7 @@ pub async fn connect_transit(settings: TransitSettings) -> Result<Arc<Transit>, 
     let t = transit.clone();
     tokio::task::spawn_blocking(move || t.connect())
         .await
-        .map_err(|e| DbError::Unavailable(format!("the secrets engine call did not finish: {e}")))?
+        .map_err(|e| DbError::Internal(format!("the secrets engine call did not finish: {e}")))?
         .map_err(|e| DbError::Key(KeyError::MasterKeyUnavailable(e.0)))?;
     Ok(transit)
 }
