@@ -160,6 +160,14 @@ impl Auth {
         if s.renewable && age >= ttl / 2 {
             return Due::Renew;
         }
+        // A token file that cannot be renewed by us (an agent renews and
+        // rewrites it): read it again before the one we hold runs out.
+        if !s.renewable
+            && matches!(self.credentials, Credentials::Token { file: Some(_), .. })
+            && age >= ttl * 2 / 3
+        {
+            return Due::Login;
+        }
         Due::Nothing
     }
 
@@ -239,7 +247,8 @@ fn lookup(http: &Http, token: SecretString) -> Result<Session, AuthError> {
         Err(CallError::Denied { reason, .. }) => {
             return Err(AuthError::Refused(format!(
                 "the secrets engine does not accept the token ({reason}): it is wrong, \
-                 revoked or expired"
+                 revoked or expired (or was made without the default policy, which grants \
+                 auth/token/lookup-self)"
             )));
         }
         other => other?,
