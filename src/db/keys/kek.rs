@@ -102,7 +102,7 @@ pub(super) async fn unwrap_ring(rows: &[StoredKey], master: &Keks) -> Result<Key
     check_kek_ids(rows, master)?;
     let primary = rows
         .iter()
-        .find(|r| KeyState::parse(&r.state) == Some(KeyState::Primary))
+        .find(|r| r.state == KeyState::Primary)
         .map(|r| key_id(r.id))
         .ok_or(KeyError::NoPrimary)?;
     let kek_ids: Vec<KekId> = rows
@@ -129,7 +129,7 @@ pub(super) fn rows_digest(rows: &[StoredKey]) -> [u8; 32] {
     let mut h = Sha256::new();
     for r in rows {
         h.update(r.id.to_be_bytes());
-        h.update(r.state.as_bytes());
+        h.update(r.state.as_str().as_bytes());
         h.update([0]);
         h.update(r.kek_id.as_bytes());
         h.update([0]);
