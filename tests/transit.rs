@@ -21,7 +21,10 @@ const KEY: &str = "vibee";
 
 macro_rules! bao_or_skip {
     () => {
-        match Bao::start() {
+        bao_or_skip!(start)
+    };
+    ($how:ident) => {
+        match Bao::$how() {
             Some(b) => b,
             None => {
                 eprintln!("SKIPPED: {} (no bao)", module_path!());
@@ -557,4 +560,44 @@ async fn after_a_transit_key_rotation_rewrap_moves_every_wrap_to_the_newest_vers
     let http = client(&server, &db);
     get(&http, "alice");
     assert!(server.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_is_reached_over_verified_tls_trusting_vault_cacert() {
+    let bao = bao_or_skip!(start_tls);
+    bao.create_key(KEY);
+    let db = TestDb::new().await;
+    let mut env = transit_env(&bao, ROOT_TOKEN, KEY);
+
+    // The engine's CA is not one of the Mozilla roots: refused, nothing sent.
+    let out = vibee(&db, &env, &["serve"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).to_lowercase().contains("certificate"),
+        "{}",
+        text(&out)
+    );
+
+    env.push((
+        "VAULT_CACERT".into(),
+        bao.ca.as_ref().unwrap().display().to_string(),
+    ));
+    let mut server = serve(&db, &env);
+    let http = client(&server, &db);
+    put(&http, "alice");
+    get(&http, "alice");
+    assert!(server.stop().success());
+    assert!(wraps(&db).await[0].2.starts_with(b"vault:v1:"));
+
+    // A CA file that holds no certificate is a configuration error that says so.
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let mut bad = transit_env(&bao, ROOT_TOKEN, KEY);
+    bad.push(("VAULT_CACERT".into(), empty.path().display().to_string()));
+    let out = vibee(&db, &bad, &["serve"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        text(&out).contains("holds no PEM certificate"),
+        "{}",
+        text(&out)
+    );
 }

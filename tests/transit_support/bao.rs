@@ -36,6 +36,8 @@ pub struct Bao {
     bin: PathBuf,
     child: Option<Child>,
     pub addr: String,
+    /// With `start_tls`: the CA that signed the server's certificate.
+    pub ca: Option<PathBuf>,
     home: tempfile::TempDir,
 }
 
@@ -51,27 +53,46 @@ impl Bao {
     /// A dev server with transit enabled at `transit/`; `None` (after saying
     /// so) when no `bao` can be had.
     pub fn start() -> Option<Self> {
+        Self::launch(false)
+    }
+
+    /// The same over HTTPS (`-dev-tls`: a certificate for 127.0.0.1 signed
+    /// by a CA of its own, written beside it).
+    pub fn start_tls() -> Option<Self> {
+        Self::launch(true)
+    }
+
+    fn launch(tls: bool) -> Option<Self> {
         let bin = find_bao()?;
         for _ in 0..5 {
             let port = free_port();
             let home = tempfile::tempdir().unwrap();
+            let certs = home.path().join("certs");
+            std::fs::create_dir(&certs).unwrap();
+            let mut args = vec![
+                "server".to_owned(),
+                "-dev".to_owned(),
+                format!("-dev-root-token-id={ROOT_TOKEN}"),
+                format!("-dev-listen-address=127.0.0.1:{port}"),
+            ];
+            if tls {
+                args.push("-dev-tls".to_owned());
+                args.push(format!("-dev-tls-cert-dir={}", certs.display()));
+            }
             let child = Command::new(&bin)
-                .args([
-                    "server",
-                    "-dev",
-                    &format!("-dev-root-token-id={ROOT_TOKEN}"),
-                    &format!("-dev-listen-address=127.0.0.1:{port}"),
-                ])
+                .args(&args)
                 .env("HOME", home.path())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("bao starts");
+            let scheme = if tls { "https" } else { "http" };
             let mut bao = Self {
                 bin: bin.clone(),
                 child: Some(child),
-                addr: format!("http://127.0.0.1:{port}"),
+                addr: format!("{scheme}://127.0.0.1:{port}"),
+                ca: tls.then(|| certs.join("vault-ca.pem")),
                 home,
             };
             if bao.wait_ready() {
@@ -89,11 +110,14 @@ impl Bao {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false;
             }
-            let ok = ureq::get(&format!("{}/v1/sys/health", self.addr))
-                .call()
-                .map(|r| r.status() == 200)
-                .unwrap_or(false);
-            if ok {
+            let ready = match &self.ca {
+                None => ureq::get(&format!("{}/v1/sys/health", self.addr))
+                    .call()
+                    .map(|r| r.status() == 200)
+                    .unwrap_or(false),
+                Some(ca) => ca.exists() && self.run(&["status"]).status.success(),
+            };
+            if ready {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -103,8 +127,11 @@ impl Bao {
 
     /// Runs the `bao` CLI as root against this server.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
-            .args(args)
+        let mut cmd = Command::new(&self.bin);
+        if let Some(ca) = &self.ca {
+            cmd.env("BAO_CACERT", ca);
+        }
+        cmd.args(args)
             .env("BAO_ADDR", &self.addr)
             .env("BAO_TOKEN", ROOT_TOKEN)
             .env("HOME", self.home.path())
