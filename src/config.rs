@@ -26,6 +26,16 @@ pub enum ConfigError {
     NoMasterKey,
     #[error("{0}")]
     Key(#[from] KeyError),
+    #[error(
+        "{first} and {second} are both set: the master key comes from one source; unset one \
+         (to move between them, see `vibee-sessions rotate-master --help`)"
+    )]
+    TwoMasterKeys {
+        first: &'static str,
+        second: &'static str,
+    },
+    #[error("{0}")]
+    Transit(#[from] crate::transit::SettingsError),
     #[error("{name} must be a whole number from {min} to {max}")]
     BadNumber {
         name: &'static str,
@@ -62,7 +72,24 @@ pub fn database_url(env: &dyn Env) -> Result<String, ConfigError> {
 /// `MASTER_PASSPHRASE`, then `keys/master.key` when it exists. An explicit
 /// passphrase beats the implicit default file, so a stray development key
 /// can never silently stand in for the configured one.
+///
+/// `MASTER_KEY_TRANSIT_KEY` (a key in an OpenBao/Vault transit engine) is the
+/// master key when set, and may not be set beside another source.
 pub fn master_key_source(env: &dyn Env) -> Result<MasterKeySource, ConfigError> {
+    if let Some(key) = env.get("MASTER_KEY_TRANSIT_KEY") {
+        if let Some(other) = ["MASTER_KEY", "MASTER_KEY_FILE", "MASTER_PASSPHRASE"]
+            .into_iter()
+            .find(|v| env.get(v).is_some())
+        {
+            return Err(ConfigError::TwoMasterKeys {
+                first: "MASTER_KEY_TRANSIT_KEY",
+                second: other,
+            });
+        }
+        return Ok(MasterKeySource::Transit(
+            crate::transit::TransitSettings::from_env(env, &key, "MASTER_KEY_TRANSIT_KEY")?,
+        ));
+    }
     if let Some(encoded) = env.get("MASTER_KEY") {
         let encoded = SecretString::from(encoded);
         return Ok(MasterKeySource::Key(key_from_secret(

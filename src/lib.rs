@@ -13,4 +13,6 @@ mod crypto_provider;
 pub mod db;
 pub mod domain;
 pub mod hardening;
+pub mod kek;
 pub mod rotation;
+pub mod transit;

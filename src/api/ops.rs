@@ -27,21 +27,67 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// The master key as `/readyz` reports it. For transit, the engine's state
+/// as the last call to it (or the periodic `sys/health` probe) found it:
+/// readiness never calls the engine itself, and an engine that is down does
+/// not make the service unready (the key ring is in memory).
+#[derive(Serialize, ToSchema)]
+pub struct MasterKeyState {
+    /// `local` or `transit`.
+    kind: &'static str,
+    kek_id: String,
+    /// Transit only: `up`, `down`, or `unknown` (not asked yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine: Option<&'static str>,
+    /// Transit only: the last outage seen, and how many seconds ago.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine_error_secs_ago: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    status: &'static str,
+    primary_data_key: u32,
+    master_key: MasterKeyState,
+}
+
+fn master_key_state(app: &App) -> MasterKeyState {
+    let kek = app.store.vault().master().current();
+    let transit = kek.transit();
+    let error = transit.and_then(|t| t.last_error());
+    MasterKeyState {
+        kind: kek.kind(),
+        kek_id: kek.kek_id().to_string(),
+        engine: transit.map(|t| match t.engine_up() {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "unknown",
+        }),
+        engine_error: error.as_ref().map(|(m, _)| m.clone()),
+        engine_error_secs_ago: error.map(|(_, ago)| ago.as_secs()),
+    }
+}
+
 /// The database answers and the key ring is loaded.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Health),
+        (status = 200, description = "Ready; the body names the master key and, for transit, the engine's state", body = Ready),
         (status = 503, description = "Database unreachable", body = ErrorBody),
     ))]
-pub async fn readyz(State(app): State<App>) -> AppResult<Json<Health>> {
+pub async fn readyz(State(app): State<App>) -> AppResult<Json<Ready>> {
     let mut conn = app.conn().await?;
     diesel::sql_query("SELECT 1")
         .execute(&mut conn)
         .await
         .map_err(crate::db::DbError::from)?;
     // The ring is loaded before the server starts; a primary is always present.
-    let _ = app.store.vault().ring().primary_id();
-    Ok(Json(Health { status: "ready" }))
+    Ok(Json(Ready {
+        status: "ready",
+        primary_data_key: app.store.vault().ring().primary_id().0,
+        master_key: master_key_state(&app),
+    }))
 }
 
 /// Prometheus text format.

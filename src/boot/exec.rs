@@ -16,8 +16,9 @@ use std::process::Command;
 
 use super::{BootError, TenantConfig};
 
-/// Never handed to the agent: what unlocks the store, and our own token.
-pub const STRIPPED: [&str; 9] = [
+/// Never handed to the agent: what unlocks the store (a local master key, or
+/// the credentials of the secrets engine that holds it), and our own token.
+pub const STRIPPED: [&str; 15] = [
     "MASTER_KEY",
     "MASTER_KEY_FILE",
     "MASTER_PASSPHRASE",
@@ -27,6 +28,12 @@ pub const STRIPPED: [&str; 9] = [
     "VIBEE_TOKEN",
     "VIBEE_TOKEN_FILE",
     "VIBEE_API_URL",
+    "VAULT_TOKEN",
+    "VAULT_TOKEN_FILE",
+    "BAO_TOKEN",
+    "VAULT_ROLE_ID",
+    "VAULT_SECRET_ID",
+    "VAULT_SECRET_ID_FILE",
 ];
 
 fn command(argv: &[OsString]) -> Result<Command, BootError> {

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::config::{self, Env};
 use crate::crypto::{KekId, MasterKey};
+
 use crate::db::activity::AuditContext;
 use crate::db::keys::KeyState;
 use crate::db::{MasterKeySource, keys};
@@ -121,11 +122,83 @@ async fn destroy(env: &dyn Env, id: i32) -> Result<(), CliError> {
 
 /// The configured master key's fingerprint, when it can be known without
 /// deriving a passphrase (status must stay cheap).
-fn configured_kek_id(env: &dyn Env) -> Result<Option<KekId>, CliError> {
+fn configured_kek_id(env: &dyn Env) -> Result<Option<(KekId, MasterKind)>, CliError> {
     match config::master_key_source(env) {
-        Ok(MasterKeySource::Key(key)) => Ok(Some(key.kek_id().clone())),
+        Ok(MasterKeySource::Key(key)) => Ok(Some((key.kek_id().clone(), MasterKind::Local))),
+        Ok(MasterKeySource::Transit(t)) => Ok(Some((
+            t.kek_id(),
+            MasterKind::Transit {
+                engine: t.engine.clone(),
+                addr: t.addr.clone(),
+                namespace: t.namespace.clone(),
+                mount: t.mount.clone(),
+                key: t.key.clone(),
+            },
+        ))),
         Ok(MasterKeySource::Passphrase(_)) | Err(config::ConfigError::NoMasterKey) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// What kind of master key is configured, for `keys status`.
+enum MasterKind {
+    Local,
+    Transit {
+        engine: String,
+        addr: String,
+        namespace: Option<String>,
+        mount: String,
+        key: String,
+    },
+}
+
+impl MasterKind {
+    fn json(&self) -> serde_json::Value {
+        match self {
+            MasterKind::Local => json!({ "kind": "local" }),
+            MasterKind::Transit {
+                engine,
+                addr,
+                namespace,
+                mount,
+                key,
+            } => json!({
+                "kind": "transit",
+                "engine": engine,
+                "addr": addr,
+                "namespace": namespace,
+                "mount": mount,
+                "key": key,
+            }),
+        }
+    }
+
+    fn line(&self) -> String {
+        match self {
+            MasterKind::Local => "kind: local key".into(),
+            MasterKind::Transit {
+                engine,
+                addr,
+                namespace,
+                mount,
+                key,
+            } => format!(
+                "kind: transit (engine {engine} at {addr}{}, mount {mount}, key {key})",
+                namespace
+                    .as_ref()
+                    .map(|n| format!(", namespace {n}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// How a key's wrap is shown: `local`, or `transit v3` (the key version of
+/// its ciphertext; never asks the engine).
+fn wrap_shown(k: &keys::KeyStatus) -> String {
+    match k.transit_key_version {
+        Some(v) => format!("transit v{v}"),
+        None => k.wrap.clone(),
     }
 }
 
@@ -137,13 +210,16 @@ async fn status(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
     let live = keys.iter().filter(|k| k.state != KeyState::Retired);
     let matches = ours
         .as_ref()
-        .map(|ours| live.clone().all(|k| k.kek_id == ours.as_str()));
+        .map(|(ours, _)| live.clone().all(|k| k.kek_id == ours.as_str()));
     if as_json {
+        let mut master = ours
+            .as_ref()
+            .map(|(_, kind)| kind.json())
+            .unwrap_or_else(|| json!({ "kind": null }));
+        master["kek_id"] = json!(ours.as_ref().map(|(id, _)| id.as_str()));
+        master["matches"] = json!(matches);
         let doc = json!({
-            "master_key": {
-                "kek_id": ours.as_ref().map(KekId::as_str),
-                "matches": matches,
-            },
+            "master_key": master,
             "keys": keys,
         });
         println!(
@@ -152,20 +228,27 @@ async fn status(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
         );
     } else {
         match (&ours, matches) {
-            (Some(id), Some(true)) => println!("master key {id}: matches the stored data keys"),
-            (Some(id), _) => println!("master key {id}: DOES NOT MATCH the stored data keys"),
+            (Some((id, kind)), Some(true)) => {
+                println!("master key {id}: matches the stored data keys");
+                println!("  {}", kind.line());
+            }
+            (Some((id, kind)), _) => {
+                println!("master key {id}: DOES NOT MATCH the stored data keys");
+                println!("  {}", kind.line());
+            }
             (None, _) => println!("master key: not checked (none configured, or a passphrase)"),
         }
         println!(
-            "{:>6}  {:<8}  {:<32}  {:>8}  {:>12}  CREATED",
-            "ID", "STATE", "KEK ID", "ROWS", "ENCRYPTIONS"
+            "{:>6}  {:<8}  {:<32}  {:<10}  {:>8}  {:>12}  CREATED",
+            "ID", "STATE", "KEK ID", "WRAP", "ROWS", "ENCRYPTIONS"
         );
         for k in &keys {
             println!(
-                "{:>6}  {:<8}  {:<32}  {:>8}  {:>12}  {}",
+                "{:>6}  {:<8}  {:<32}  {:<10}  {:>8}  {:>12}  {}",
                 k.id,
                 k.state,
                 k.kek_id,
+                wrap_shown(k),
                 k.rows,
                 k.encryptions,
                 k.created_at.format("%Y-%m-%d %H:%M:%S UTC")

@@ -8,12 +8,14 @@ use diesel_async::AsyncPgConnection;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{self, Env};
-use crate::crypto::{MasterKey, MasterKeys};
+use crate::crypto::MasterKey;
 use crate::db::Vault;
 use crate::db::activity::AuditContext;
 use crate::db::keys::{self, KeyAdminError};
+use crate::kek::{Kek, Keks};
 use crate::rotation::master::{NewMaster, rotate_master};
 use crate::rotation::{self, Outcome, RotateOptions, RotationError, format_duration};
+use crate::transit::TransitSettings;
 
 use super::CliError;
 
@@ -40,7 +42,15 @@ pub struct RotateArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("new").required(true).args(["new_key_file", "new_key_env", "new_passphrase_env"])))]
+#[command(group(ArgGroup::new("new").required(true).args(["new_key_file", "new_key_env", "new_passphrase_env", "new_transit_key", "rewrap"])))]
+#[command(
+    after_help = "The current master key comes from the usual configuration \
+    (MASTER_KEY, MASTER_KEY_FILE, MASTER_PASSPHRASE or MASTER_KEY_TRANSIT_KEY, plus \
+    MASTER_KEY_PREVIOUS*). A transit key is reached with VAULT_ADDR (or BAO_ADDR), \
+    VAULT_CACERT, VAULT_NAMESPACE, VAULT_TOKEN / VAULT_TOKEN_FILE or VAULT_ROLE_ID + \
+    VAULT_SECRET_ID_FILE, and MASTER_KEY_TRANSIT_MOUNT (default transit). See \
+    docs/KEY_ROTATION.md and docs/TRANSIT.md."
+)]
 pub struct RotateMasterArgs {
     /// File holding the new master key (base64, mode 0600; `vibee-sessions keygen --out`).
     #[arg(long, value_name = "PATH")]
@@ -53,15 +63,24 @@ pub struct RotateMasterArgs {
     /// Argon2id parameters and salt are stored with the re-wrapped keys.
     #[arg(long, value_name = "VAR")]
     new_passphrase_env: Option<String>,
+    /// Move the wraps to this key of the transit engine (OpenBao/Vault) that
+    /// VAULT_ADDR names, under MASTER_KEY_TRANSIT_MOUNT (default transit).
+    #[arg(long, value_name = "NAME")]
+    new_transit_key: Option<String>,
+    /// Re-wrap every data key under the current master key: after the transit
+    /// key was rotated (`bao write -f transit/keys/K/rotate`), every wrap moves
+    /// to its newest version, and min_decryption_version can then be raised.
+    #[arg(long)]
+    rewrap: bool,
 }
 
 /// The master keys as configured: the current one (`MASTER_KEY*` or the
 /// passphrase) and `MASTER_KEY_PREVIOUS*`.
-async fn master_keys(env: &dyn Env, conn: &mut AsyncPgConnection) -> Result<MasterKeys, CliError> {
+async fn master_keys(env: &dyn Env, conn: &mut AsyncPgConnection) -> Result<Keks, CliError> {
     let source = config::master_key_source(env)?;
     let previous = config::previous_master_key(env)?;
-    let current = keys::unlock(conn, source).await?;
-    Ok(MasterKeys::new(current, previous))
+    let current = keys::unlock_kek(conn, source).await?;
+    Ok(Keks::new(current, previous.map(Kek::Local)))
 }
 
 fn admin_error(e: KeyAdminError) -> CliError {
@@ -137,6 +156,14 @@ pub async fn rotate(args: &RotateArgs, env: &dyn Env) -> Result<(), CliError> {
 }
 
 fn new_master(args: &RotateMasterArgs, env: &dyn Env) -> Result<NewMaster, CliError> {
+    if args.rewrap {
+        return Ok(NewMaster::Current);
+    }
+    if let Some(name) = &args.new_transit_key {
+        let settings = TransitSettings::from_env(env, name, "--new-transit-key")
+            .map_err(|e| CliError::new(CliError::CONFIG, e.to_string()))?;
+        return Ok(NewMaster::Transit(settings));
+    }
     if let Some(path) = &args.new_key_file {
         return Ok(NewMaster::Key(MasterKey::from_file(path)?));
     }
@@ -171,9 +198,32 @@ pub async fn rotate_master_cmd(args: &RotateMasterArgs, env: &dyn Env) -> Result
     let new = new_master(args, env)?;
     let mut conn = target.connect().await?;
     let master = master_keys(env, &mut conn).await?;
+    let rewrap = matches!(new, NewMaster::Current);
+    let to_transit = matches!(new, NewMaster::Transit(_));
     let report = rotate_master(&mut conn, &master, new, &AuditContext::cli())
         .await
         .map_err(admin_error)?;
+    let versions = if report.versions.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (transit key version{} {})",
+            if report.versions.len() > 1 { "s" } else { "" },
+            report
+                .versions
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    if rewrap {
+        println!(
+            "re-wrapped all {} data keys under master key {}{versions} (no session row changed)",
+            report.rewrapped, report.new_kek_id
+        );
+        return Ok(());
+    }
     if report.rewrapped == 0 {
         println!(
             "every data key ({}) is already wrapped under master key {}; nothing to do",
@@ -181,11 +231,18 @@ pub async fn rotate_master_cmd(args: &RotateMasterArgs, env: &dyn Env) -> Result
         );
         return Ok(());
     }
-    println!(
-        "re-wrapped {} of {} data keys under master key {} (no session row changed).\n\
-         Next: configure every replica with the new key as MASTER_KEY (or MASTER_KEY_FILE) and \
+    let next = if to_transit {
+        "configure every replica with MASTER_KEY_TRANSIT_KEY (and VAULT_ADDR and its \
+         credentials) instead of the local key, restart them one by one, then destroy the old \
+         key. See docs/TRANSIT.md."
+    } else {
+        "configure every replica with the new key as MASTER_KEY (or MASTER_KEY_FILE) and \
          the old one as MASTER_KEY_PREVIOUS (or MASTER_KEY_PREVIOUS_FILE), restart them one by \
-         one, then drop MASTER_KEY_PREVIOUS. See docs/KEY_ROTATION.md.",
+         one, then drop MASTER_KEY_PREVIOUS. See docs/KEY_ROTATION.md."
+    };
+    println!(
+        "re-wrapped {} of {} data keys under master key {}{versions} (no session row changed).\n\
+         Next: {next}",
         report.rewrapped, report.total, report.new_kek_id
     );
     Ok(())

@@ -26,6 +26,10 @@ pub struct ServeArgs {
     no_migrate: bool,
 }
 
+/// How often a transit engine's `sys/health` is asked, for `/readyz`
+/// (`MASTER_KEY_TRANSIT_PROBE_SECS`).
+const TRANSIT_PROBE: Duration = Duration::from_secs(10);
+
 /// How long in-flight requests may run on after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
 
@@ -74,11 +78,20 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         )
     })?;
     let tls = tls_files(env)?;
+    let transit_probe = Duration::from_secs(config::number(
+        env,
+        "MASTER_KEY_TRANSIT_PROBE_SECS",
+        TRANSIT_PROBE.as_secs(),
+        1,
+        3600,
+    )?);
     if !args.no_migrate {
         for version in migrate::run_pending(&target).await? {
             tracing::info!(%version, "applied migration");
         }
     }
+    // The recorder first, so the start-up's transit calls are counted too.
+    let _ = api::metrics_handle();
     // The shared opener: the master key checked, the first data key made.
     let vault = Arc::new(super::store::open(env).await?.vault);
     tracing::info!(
@@ -89,6 +102,12 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     // Follow rotations made by other processes: NOTIFY, with a periodic
     // reload as the fallback.
     let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), keys::DEFAULT_KEY_REFRESH);
+    // A transit master key: the token kept fresh, the engine's state known.
+    let transit_upkeep = vault
+        .master()
+        .current()
+        .transit()
+        .map(|t| crate::transit::spawn_upkeep(t.clone(), transit_probe));
     let pool = build_pool(&target, &pool_settings);
     // Verified tokens are cached while this listener hears every revocation.
     let token_cache = Arc::new(TokenCache::default());
@@ -160,6 +179,9 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     audit_writer.abort();
     served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
     watcher.abort();
+    if let Some(t) = transit_upkeep {
+        t.abort();
+    }
     upkeep.abort();
     token_watcher.abort();
     pool.close();

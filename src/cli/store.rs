@@ -4,8 +4,8 @@
 use diesel_async::AsyncPgConnection;
 
 use crate::config::{self, Env};
-use crate::crypto::MasterKeys;
 use crate::db::{DatabaseTarget, Vault, keys};
+use crate::kek::{Kek, Keks};
 
 use super::CliError;
 
@@ -36,7 +36,7 @@ pub async fn open(env: &dyn Env) -> Result<Store, CliError> {
     let previous = config::previous_master_key(env)?;
     let target = DatabaseTarget::parse(&url)?;
     let mut conn = target.connect().await?;
-    let current = keys::unlock(&mut conn, source).await?;
-    let vault = Vault::open(&mut conn, MasterKeys::new(current, previous)).await?;
+    let current = keys::unlock_kek(&mut conn, source).await?;
+    let vault = Vault::open(&mut conn, Keks::new(current, previous.map(Kek::Local))).await?;
     Ok(Store { conn, vault })
 }

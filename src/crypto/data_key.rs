@@ -1,6 +1,9 @@
 use std::fmt;
 
-use secrecy::{ExposeSecret, SecretBox};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use zeroize::Zeroizing;
 
 use super::aead::{Cipher, KEY_LEN, NONCE_LEN, TAG_LEN, random_nonce};
 use super::error::{DecryptError, KeyError};
@@ -34,7 +37,9 @@ const WRAP_VERSION: u8 = 0x01;
 const WRAPPED_LEN: usize = 1 + NONCE_LEN + KEY_LEN + TAG_LEN;
 
 /// Binds a wrapped key to its id, so swapping two rows' wrapped keys fails.
-fn wrap_aad(id: DataKeyId) -> [u8; 25] {
+/// The same bytes bind a key wrapped by an external key service (transit's
+/// `associated_data`), so both kinds of wrap are bound alike.
+pub fn wrap_aad(id: DataKeyId) -> [u8; 25] {
     let mut aad = [0u8; 25];
     aad[..21].copy_from_slice(b"vibee-sessions/v1/dek");
     aad[21..].copy_from_slice(&id.0.to_be_bytes());
@@ -75,6 +80,29 @@ impl DataKey {
             .cipher()
             .seal_in_place(&nonce, &wrap_aad(self.id), &mut out, start);
         WrappedDataKey(out)
+    }
+
+    /// The key bytes, base64, for a key service that wraps them (transit
+    /// `encrypt` takes base64 plaintext). The only way key bytes leave this
+    /// module unwrapped; the string is zeroized when dropped.
+    pub fn export_for_wrapping(&self) -> SecretString {
+        SecretString::from(BASE64.encode(self.bytes.expose_secret()))
+    }
+
+    /// A key a key service unwrapped (transit `decrypt` answers base64): the
+    /// decoded bytes go straight into the secret container. Anything but 32
+    /// bytes of base64 is refused as corrupt.
+    pub fn from_unwrapped(id: DataKeyId, base64: &SecretString) -> Result<Self, KeyError> {
+        let decoded = Zeroizing::new(
+            BASE64
+                .decode(base64.expose_secret().as_bytes())
+                .map_err(|_| KeyError::CorruptWrappedKey(id.0))?,
+        );
+        if decoded.len() != KEY_LEN {
+            return Err(KeyError::CorruptWrappedKey(id.0));
+        }
+        let bytes = SecretBox::init_with_mut(|k: &mut [u8; KEY_LEN]| k.copy_from_slice(&decoded));
+        Ok(Self::from_bytes(id, bytes))
     }
 
     /// Decrypts a stored key. The caller has already matched the KEK id, so a

@@ -51,6 +51,10 @@ pub enum KeyError {
     },
     #[error("data key {0} could not be unwrapped: its stored form is corrupt")]
     CorruptWrappedKey(DataKeyIdDisplay),
+    /// The master key lives in a key service that could not do what was
+    /// asked; the message (made outside this module) names the service and why.
+    #[error("{0}")]
+    MasterKeyUnavailable(String),
     #[error("the key ring has no primary data key")]
     NoPrimary,
     #[error("data key {0} is not in the key ring")]

@@ -18,6 +18,11 @@ impl MasterKeys {
         Self { current, previous }
     }
 
+    /// Both keys, for callers that hold master keys of other kinds beside them.
+    pub fn into_parts(self) -> (MasterKey, Option<MasterKey>) {
+        (self.current, self.previous)
+    }
+
     pub fn current(&self) -> &MasterKey {
         &self.current
     }

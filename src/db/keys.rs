@@ -4,15 +4,20 @@
 //! live in `lifecycle`; the listener that makes running processes follow them
 //! lives in `watcher`.
 
+mod kek;
 mod lifecycle;
+mod rewrap;
 mod state;
 mod status;
 mod watcher;
 
+pub use kek::{connect_transit, unlock_kek};
+pub(crate) use kek::{insert_data_key, prepare_data_key};
+use kek::{rows_digest, unwrap_ring};
 pub use lifecycle::{
-    KEYS_CHANNEL, KeyAdminError, Promotion, RewrapReport, destroy_key, promote_new_primary,
-    retire_if_empty, rewrap_all,
+    KEYS_CHANNEL, KeyAdminError, Promotion, destroy_key, promote_new_primary, retire_if_empty,
 };
+pub use rewrap::{RewrapReport, rewrap_all};
 pub use state::KeyState;
 pub use status::{KeyStatus, key_status};
 pub use watcher::{DEFAULT_KEY_REFRESH, spawn_key_watcher};
@@ -21,14 +26,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer};
+use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::SecretString;
 
-use crate::crypto::{
-    DataKey, DataKeyId, KdfParams, KekId, KeyError, KeyRing, MasterKey, MasterKeys, SharedKeyRing,
-    WrappedDataKey,
-};
+use crate::crypto::{DataKeyId, KdfParams, KekId, KeyError, KeyRing, SharedKeyRing};
+use crate::kek::Keks;
+use crate::transit::TransitSettings;
 
 use super::error::DbError;
 use super::schema::{encryption_keys, master_key_kdf};
@@ -71,19 +75,26 @@ fn key_id(id: i32) -> DataKeyId {
 
 /// Where the master key comes from, once configuration has been read.
 pub enum MasterKeySource {
-    Key(MasterKey),
+    Key(crate::crypto::MasterKey),
     /// Derived with Argon2id and the parameters stored in the database.
     Passphrase(SecretString),
+    /// A key in a transit secrets engine (`MASTER_KEY_TRANSIT_KEY`).
+    Transit(TransitSettings),
 }
 
-/// Turns the configured source into the master key. A passphrase needs the
+/// Turns a local source into the master key. A passphrase needs the
 /// stored KDF parameters; on a database with no keys yet, they are created.
 pub async fn unlock(
     conn: &mut AsyncPgConnection,
     source: MasterKeySource,
-) -> Result<MasterKey, DbError> {
+) -> Result<crate::crypto::MasterKey, DbError> {
     let passphrase = match source {
         MasterKeySource::Key(key) => return Ok(key),
+        MasterKeySource::Transit(_) => {
+            return Err(DbError::Key(KeyError::MasterKeyUnavailable(
+                "a transit master key is not a local key (use unlock_kek)".into(),
+            )));
+        }
         MasterKeySource::Passphrase(p) => p,
     };
     let params = conn
@@ -172,16 +183,9 @@ pub(crate) async fn store_kdf_params(
 
 /// Checks that every live data key was wrapped under a master key we hold.
 /// Nothing is created or unwrapped before this passes.
-fn check_kek_ids(rows: &[StoredKey], master: &MasterKeys) -> Result<(), KeyError> {
+fn check_kek_ids(rows: &[StoredKey], master: &Keks) -> Result<(), KeyError> {
     for row in rows {
-        let kek = KekId::from_stored(row.kek_id.clone());
-        if master.by_kek_id(&kek).is_none() {
-            return Err(KeyError::WrongMasterKey {
-                key_id: key_id(row.id).0,
-                stored: row.kek_id.clone(),
-                ours: master.current().kek_id().to_string(),
-            });
-        }
+        master.check(key_id(row.id), &KekId::from_stored(row.kek_id.clone()))?;
     }
     Ok(())
 }
@@ -195,67 +199,21 @@ async fn live_keys(conn: &mut AsyncPgConnection) -> Result<Vec<StoredKey>, DbErr
         .await?)
 }
 
-/// Reserves the next key id and stores a new data key wrapped under the
-/// current master key, in the given state. Call inside a transaction holding
-/// the keys lock.
-pub(crate) async fn create_data_key(
-    conn: &mut AsyncPgConnection,
-    master: &MasterKey,
-    state: KeyState,
-) -> Result<DataKeyId, DbError> {
-    #[derive(QueryableByName)]
-    struct NextId {
-        #[diesel(sql_type = Integer)]
-        id: i32,
-    }
-    let next: NextId = diesel::sql_query(
-        "SELECT nextval(pg_get_serial_sequence('encryption_keys', 'id'))::integer AS id",
-    )
-    .get_result(conn)
-    .await?;
-    let id = key_id(next.id);
-    let key = DataKey::generate(id);
-    let wrapped = key.wrap(master);
-    diesel::insert_into(encryption_keys::table)
-        .values((
-            encryption_keys::id.eq(next.id),
-            encryption_keys::wrapped_key.eq(&wrapped.0),
-            encryption_keys::kek_id.eq(master.kek_id().as_str()),
-            encryption_keys::state.eq(state.as_str()),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(id)
-}
-
 /// Loads and unwraps every live data key.
 pub async fn load_key_ring(
     conn: &mut AsyncPgConnection,
-    master: &MasterKeys,
+    master: &Keks,
 ) -> Result<KeyRing, DbError> {
     let rows = live_keys(conn).await?;
-    check_kek_ids(&rows, master)?;
-    let mut primary = None;
-    let mut keys = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let id = key_id(row.id);
-        if row.state == KeyState::Primary {
-            primary = Some(id);
-        }
-        keys.push(master.unwrap_data_key(
-            id,
-            &KekId::from_stored(row.kek_id.clone()),
-            &WrappedDataKey(row.wrapped_key.clone()),
-        )?);
-    }
-    Ok(KeyRing::new(primary.ok_or(KeyError::NoPrimary)?, keys)?)
+    Ok(unwrap_ring(&rows, master).await?)
 }
 
 /// The process's keys: the master keys, the unwrapped ring, and the budget of
 /// encryptions reserved in the database.
 pub struct Vault {
-    master: MasterKeys,
+    master: Keks,
     ring: SharedKeyRing,
+    loaded_from: Mutex<[u8; 32]>,
     reserved: Mutex<HashMap<DataKeyId, u64>>,
 }
 
@@ -263,29 +221,39 @@ impl Vault {
     /// Checks the master key against the stored keys, creates the first data
     /// key on an empty database (exactly one primary, however many processes
     /// start at once), and loads the ring.
-    pub async fn open(conn: &mut AsyncPgConnection, master: MasterKeys) -> Result<Self, DbError> {
-        let master = conn
-            .transaction::<_, DbError, _>(async |conn| {
+    pub async fn open(
+        conn: &mut AsyncPgConnection,
+        master: impl Into<Keks>,
+    ) -> Result<Self, DbError> {
+        let master = master.into();
+        let rows = live_keys(conn).await?;
+        check_kek_ids(&rows, &master)?;
+        if rows.is_empty() {
+            // Wrapped before the transaction (a transit call must not hold
+            // the keys lock); unused when another process got there first.
+            let first = prepare_data_key(conn, master.current()).await?;
+            conn.transaction::<_, DbError, _>(async |conn| {
                 lock_keys(conn).await?;
-                let rows = live_keys(conn).await?;
-                check_kek_ids(&rows, &master)?;
-                if rows.is_empty() {
-                    let id = create_data_key(conn, master.current(), KeyState::Primary).await?;
+                if live_keys(conn).await?.is_empty() {
+                    let id = insert_data_key(conn, &first, KeyState::Primary).await?;
                     tracing::info!(data_key_id = id.0, "created the first data key");
                 }
-                Ok(master)
+                Ok(())
             })
             .await?;
-        let ring = load_key_ring(conn, &master).await?;
+        }
+        let rows = live_keys(conn).await?;
+        let ring = unwrap_ring(&rows, &master).await?;
         warn_if_over_budget(conn, ring.primary_id()).await?;
         Ok(Self {
             master,
             ring: SharedKeyRing::new(ring),
+            loaded_from: Mutex::new(rows_digest(&rows)),
             reserved: Mutex::new(HashMap::new()),
         })
     }
 
-    pub fn master(&self) -> &MasterKeys {
+    pub fn master(&self) -> &Keks {
         &self.master
     }
 
@@ -294,9 +262,16 @@ impl Vault {
     }
 
     /// Re-reads the key ring (after a rotation, or on meeting an unknown key id).
+    /// Rows unchanged since the last load keep the ring in memory as it is.
     pub async fn reload(&self, conn: &mut AsyncPgConnection) -> Result<Arc<KeyRing>, DbError> {
-        let ring = load_key_ring(conn, &self.master).await?;
+        let rows = live_keys(conn).await?;
+        let digest = rows_digest(&rows);
+        if *self.loaded_from.lock().unwrap_or_else(|p| p.into_inner()) == digest {
+            return Ok(self.ring.get());
+        }
+        let ring = unwrap_ring(&rows, &self.master).await?;
         self.ring.replace(ring);
+        *self.loaded_from.lock().unwrap_or_else(|p| p.into_inner()) = digest;
         Ok(self.ring.get())
     }
 

@@ -5,10 +5,12 @@
 use diesel_async::AsyncPgConnection;
 use secrecy::SecretString;
 
-use crate::crypto::{KdfParams, MasterKey, MasterKeys};
+use crate::crypto::{KdfParams, MasterKey};
 use crate::db::DbError;
 use crate::db::activity::AuditContext;
 use crate::db::keys::{self, KeyAdminError, RewrapReport};
+use crate::kek::{Kek, Keks};
+use crate::transit::TransitSettings;
 
 /// The master key to move to.
 pub enum NewMaster {
@@ -16,18 +18,30 @@ pub enum NewMaster {
     /// Derived with Argon2id under fresh parameters and salt, stored in the
     /// same transaction as the re-wrapped keys.
     Passphrase(SecretString),
+    /// A key in a transit engine (`--new-transit-key`).
+    Transit(TransitSettings),
+    /// The current master key again, every data key re-wrapped (`--rewrap`:
+    /// after `bao write -f transit/keys/K/rotate`, the wraps move to the key's
+    /// newest version, so `min_decryption_version` can be raised).
+    Current,
 }
 
 /// Re-wraps every data key (retired ones too) under `new`. `master` must hold
 /// the master key that wraps them now (current or previous).
 pub async fn rotate_master(
     conn: &mut AsyncPgConnection,
-    master: &MasterKeys,
+    master: &Keks,
     new: NewMaster,
     ctx: &AuditContext,
 ) -> Result<RewrapReport, KeyAdminError> {
     let (key, kdf) = match new {
-        NewMaster::Key(key) => (key, None),
+        NewMaster::Current => {
+            return keys::rewrap_all(conn, master, master.current(), None, true, ctx).await;
+        }
+        NewMaster::Key(key) => (Kek::Local(key), None),
+        NewMaster::Transit(settings) => {
+            (Kek::Transit(keys::connect_transit(settings).await?), None)
+        }
         NewMaster::Passphrase(passphrase) => {
             let params = KdfParams::generate();
             let for_task = params.clone();
@@ -36,8 +50,8 @@ pub async fn rotate_master(
             let key = tokio::task::spawn_blocking(move || for_task.derive(&passphrase))
                 .await
                 .map_err(|e| DbError::Internal(format!("key derivation task failed: {e}")))??;
-            (key, Some(params))
+            (Kek::Local(key), Some(params))
         }
     };
-    keys::rewrap_all(conn, master, &key, kdf.as_ref(), ctx).await
+    keys::rewrap_all(conn, master, &key, kdf.as_ref(), false, ctx).await
 }

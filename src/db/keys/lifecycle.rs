@@ -9,12 +9,13 @@ use diesel::sql_types::{Bool, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 
-use crate::crypto::{DataKeyId, KdfParams, KekId, KeyError, MasterKey, MasterKeys, WrappedDataKey};
+use crate::crypto::{DataKeyId, KeyError};
 use crate::db::activity::{self, ActivityType, AuditContext};
 use crate::db::error::DbError;
-use crate::db::schema::{encryption_keys, master_key_kdf};
+use crate::db::schema::encryption_keys;
+use crate::kek::Kek;
 
-use super::{KeyState, create_data_key, key_id, lock_keys, store_kdf_params};
+use super::{KeyState, insert_data_key, key_id, lock_keys, prepare_data_key};
 
 /// The channel on which key changes are announced; the payload says what
 /// changed (for logs only: listeners reload the whole ring).
@@ -34,6 +35,11 @@ pub enum KeyAdminError {
     StillReferenced { id: i32, rows: i64 },
     #[error("the database has no primary data key; start the service once to create it")]
     NoPrimary,
+    #[error(
+        "the data keys changed while they were being re-wrapped (a rotation ran meanwhile?); \
+         nothing was changed: run rotate-master again"
+    )]
+    Changed,
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -71,9 +77,11 @@ pub struct Promotion {
 /// `active` (it still opens the rows not yet re-encrypted).
 pub async fn promote_new_primary(
     conn: &mut AsyncPgConnection,
-    master: &MasterKey,
+    master: &Kek,
     ctx: &AuditContext,
 ) -> Result<Promotion, KeyAdminError> {
+    // Wrapped before the transaction: a secrets engine call never holds the keys lock.
+    let new_key = prepare_data_key(conn, master).await?;
     conn.transaction::<_, KeyAdminError, _>(async |conn| {
         lock_keys(conn).await?;
         // Demote first: the unique index allows one primary at any instant.
@@ -89,7 +97,7 @@ pub async fn promote_new_primary(
         .await
         .optional()?
         .ok_or(KeyAdminError::NoPrimary)?;
-        let new_primary = create_data_key(conn, master, KeyState::Primary).await?;
+        let new_primary = insert_data_key(conn, &new_key, KeyState::Primary).await?;
         activity::record_key_event(
             conn,
             ctx,
@@ -212,96 +220,6 @@ pub async fn destroy_key(
         .await?;
         notify(conn, &format!("destroyed {id}")).await?;
         Ok(())
-    })
-    .await
-}
-
-/// What a master key rotation did.
-#[derive(Debug, Clone)]
-pub struct RewrapReport {
-    /// Keys re-wrapped (keys already under the new master key are left alone).
-    pub rewrapped: usize,
-    pub total: usize,
-    pub new_kek_id: KekId,
-}
-
-/// Re-wraps every data key, retired ones included, under `new`, in one
-/// transaction under the keys lock. No row of `user_sessions` is touched: the
-/// data keys themselves do not change, only their wrapping.
-///
-/// `kdf` is the Argon2 parameters `new` was derived with (passphrase path);
-/// `None` means `new` is a key, and stale passphrase parameters are removed so
-/// that no later start can derive a master key that wraps nothing.
-pub async fn rewrap_all(
-    conn: &mut AsyncPgConnection,
-    master: &MasterKeys,
-    new: &MasterKey,
-    kdf: Option<&KdfParams>,
-    ctx: &AuditContext,
-) -> Result<RewrapReport, KeyAdminError> {
-    conn.transaction::<_, KeyAdminError, _>(async |conn| {
-        lock_keys(conn).await?;
-        let rows: Vec<(i32, Vec<u8>, String)> = encryption_keys::table
-            .select((
-                encryption_keys::id,
-                encryption_keys::wrapped_key,
-                encryption_keys::kek_id,
-            ))
-            .order(encryption_keys::id)
-            .for_update()
-            .load(conn)
-            .await?;
-        let mut from = Vec::new();
-        let mut rewrapped = 0;
-        for (id, wrapped, kek) in &rows {
-            if kek == new.kek_id().as_str() {
-                continue;
-            }
-            let fresh = master.rewrap_data_key(
-                key_id(*id),
-                &KekId::from_stored(kek.clone()),
-                &WrappedDataKey(wrapped.clone()),
-                new,
-            )?;
-            diesel::update(encryption_keys::table.find(*id))
-                .set((
-                    encryption_keys::wrapped_key.eq(&fresh.0),
-                    encryption_keys::kek_id.eq(new.kek_id().as_str()),
-                    encryption_keys::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-            if !from.contains(kek) {
-                from.push(kek.clone());
-            }
-            rewrapped += 1;
-        }
-        match kdf {
-            Some(params) => store_kdf_params(conn, params).await?,
-            None => {
-                diesel::delete(master_key_kdf::table).execute(conn).await?;
-            }
-        }
-        // KEK ids are public fingerprints (shown by `keys status`), not secrets.
-        activity::record_key_event(
-            conn,
-            ctx,
-            ActivityType::MasterKeyRotated,
-            json!({
-                "keys_rewrapped": rewrapped,
-                "keys_total": rows.len(),
-                "from_kek_ids": from,
-                "to_kek_id": new.kek_id().as_str(),
-                "passphrase": kdf.is_some(),
-            }),
-        )
-        .await?;
-        notify(conn, &format!("master {}", new.kek_id())).await?;
-        Ok(RewrapReport {
-            rewrapped,
-            total: rows.len(),
-            new_kek_id: new.kek_id().clone(),
-        })
     })
     .await
 }

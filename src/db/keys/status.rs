@@ -17,6 +17,12 @@ pub struct KeyStatus {
     #[schema(value_type = String)]
     pub state: KeyState,
     pub kek_id: String,
+    /// `local` (wrapped by a local master key) or `transit`.
+    pub wrap: String,
+    /// For a transit wrap, the transit key version it was made with (the
+    /// `vN` of `vault:vN:`): after a rotation of the transit key, wraps below
+    /// its newest version want `rotate-master --rewrap`.
+    pub transit_key_version: Option<i32>,
     pub algorithm: String,
     pub rows: i64,
     pub encryptions: i64,
@@ -35,6 +41,10 @@ struct KeyStatusRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     kek_id: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
+    wrap: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Integer>)]
+    transit_key_version: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     algorithm: String,
     #[diesel(sql_type = BigInt)]
     rows: i64,
@@ -48,7 +58,11 @@ struct KeyStatusRow {
 
 pub async fn key_status(conn: &mut AsyncPgConnection) -> Result<Vec<KeyStatus>, DbError> {
     let rows: Vec<KeyStatusRow> = diesel::sql_query(
-        "SELECT k.id, k.state, k.kek_id, k.algorithm, \
+        "SELECT k.id, k.state, k.kek_id, \
+                CASE WHEN k.kek_id LIKE 'transit://%' THEN 'transit' ELSE 'local' END AS wrap, \
+                CASE WHEN k.kek_id LIKE 'transit://%' THEN substring(encode(k.wrapped_key, 'escape') \
+                     FROM '^vault:v([0-9]{1,9}):')::integer END AS transit_key_version, \
+                k.algorithm, \
                 (SELECT count(*) FROM user_sessions s WHERE s.data_key_id = k.id) AS rows, \
                 k.encryption_count AS encryptions, k.created_at, k.retired_at \
          FROM encryption_keys k ORDER BY k.id",
@@ -62,6 +76,8 @@ pub async fn key_status(conn: &mut AsyncPgConnection) -> Result<Vec<KeyStatus>, 
             id: r.id,
             state: r.state,
             kek_id: r.kek_id,
+            wrap: r.wrap,
+            transit_key_version: r.transit_key_version,
             algorithm: r.algorithm,
             rows: r.rows,
             encryptions: r.encryptions,
