@@ -31,7 +31,7 @@ prefix="vs_bench_transit_$$"
 scratch_cleanup() {
   [ -n "$bao_pid" ] && kill "$bao_pid" 2>/dev/null
   for d in local1 local100 transit1 transit100; do
-    psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS ${prefix}_$d WITH (FORCE)" >/dev/null 2>&1 || true
+    pg_run psql "$admin_url" -XAtqc "DROP DATABASE IF EXISTS ${prefix}_$d WITH (FORCE)" >/dev/null 2>&1 || true
   done
   rm -rf "$work"
 }
@@ -53,13 +53,13 @@ HOME=$work "$bao" write -f transit/keys/bench type=aes256-gcm96 >/dev/null
 RUST_LOG=warn "$bin" session list >/dev/null
 # 100 live data keys: 99 rotations (each retires the empty old key), then every
 # key made live again (they are still wrapped under the same master key).
-psql "$admin_url" -XAtqc "CREATE DATABASE ${prefix}_local100 TEMPLATE ${prefix}_local1" >/dev/null
+pg_run psql "$admin_url" -XAtqc "CREATE DATABASE ${prefix}_local100 TEMPLATE ${prefix}_local1" >/dev/null
 for _ in $(seq 99); do
   DATABASE_URL=$(db_url "${prefix}_local100") RUST_LOG=warn "$bin" rotate --grace-ms 0 >/dev/null </dev/null
 done
-psql "$(db_url "${prefix}_local100")" -XAtqc "UPDATE encryption_keys SET state = 'active', retired_at = NULL WHERE state = 'retired'" >/dev/null
+pg_run psql "$(db_url "${prefix}_local100")" -XAtqc "UPDATE encryption_keys SET state = 'active', retired_at = NULL WHERE state = 'retired'" >/dev/null
 for n in 1 100; do
-  psql "$admin_url" -XAtqc "CREATE DATABASE ${prefix}_transit$n TEMPLATE ${prefix}_local$n" >/dev/null
+  pg_run psql "$admin_url" -XAtqc "CREATE DATABASE ${prefix}_transit$n TEMPLATE ${prefix}_local$n" >/dev/null
   DATABASE_URL=$(db_url "${prefix}_transit$n") VAULT_ADDR=$BAO_ADDR VAULT_TOKEN=bench RUST_LOG=warn \
     "$bin" rotate-master --new-transit-key bench >/dev/null
 done
