@@ -334,6 +334,7 @@ impl Vault {
     ) -> Result<Arc<KeyRing>, DbError> {
         let ring = self.ring();
         let id = ring.primary_id();
+        metrics::counter!("vibee_encryptions_reserved_total").increment(n);
         if self.take(id, n) {
             return Ok(ring);
         }

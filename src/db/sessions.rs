@@ -216,8 +216,10 @@ fn key_column_id(id: DataKeyId) -> i32 {
 }
 
 fn seal_row(ring: &KeyRing, row_id: Uuid, plain: &Plain) -> Sealed {
-    let seal =
-        |column, bytes: &[u8]| ring.seal(&FieldRef::new(TABLE, column, row_id.as_bytes()), bytes);
+    let seal = |column, bytes: &[u8]| {
+        metrics::counter!("vibee_encryptions_total").increment(1);
+        ring.seal(&FieldRef::new(TABLE, column, row_id.as_bytes()), bytes)
+    };
     Sealed {
         api_hash: seal(API_HASH, &plain.api_hash),
         phone: plain.phone.as_ref().map(|p| seal(PHONE, p)),
