@@ -176,8 +176,8 @@ pub async fn get(
         let mut conn = app.conn().await?;
         sessions::read_credentials(&mut conn, &app.vault, &user_id).await?
     };
-    // Queued before the response is sent; the connection is back in the pool
-    // by now, so a full queue makes readers wait without starving the writer.
+    // Committed (group commit) before the response is sent; the connection is
+    // back in the pool by now, so waiting readers do not starve the writer.
     app.audit
         .record(&auth.audit, sessions::credentials_read_event(&found.meta))
         .await?;
