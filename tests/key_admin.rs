@@ -30,7 +30,11 @@ async fn token_create_and_revoke_are_audited_without_the_secret() {
         .args(["token", "revoke", "agent-host-7"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = db
         .client()
         .await
@@ -40,15 +44,26 @@ async fn token_create_and_revoke_are_audited_without_the_secret() {
         )
         .await
         .unwrap();
-    let got: Vec<(String, String, String)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     assert_eq!(got.len(), 2, "{got:?}");
-    assert_eq!((got[0].0.as_str(), got[0].1.as_str()), ("token_created", "cli"));
-    assert_eq!((got[1].0.as_str(), got[1].1.as_str()), ("token_revoked", "cli"));
+    assert_eq!(
+        (got[0].0.as_str(), got[0].1.as_str()),
+        ("token_created", "cli")
+    );
+    assert_eq!(
+        (got[1].0.as_str(), got[1].1.as_str()),
+        ("token_revoked", "cli")
+    );
     for (_, _, details) in &got {
         assert!(details.contains("agent-host-7"), "{details}");
         assert!(!details.contains(&secret), "the secret is in the audit row");
-        assert!(!details.contains(&secret[4..20]), "part of the secret is in the audit row");
+        assert!(
+            !details.contains(&secret[4..20]),
+            "part of the secret is in the audit row"
+        );
     }
     assert!(got[0].2.contains("sessions:read"), "{}", got[0].2);
 }
@@ -64,7 +79,11 @@ async fn a_new_primary_is_never_wrapped_under_another_master_key_than_the_live_k
         .env("MASTER_KEY", old.base64())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Step 2 of a master key rollout (new key, old as previous), but a
     // `rotate` before `rotate-master`: it would wrap the new primary under
     // the new master key while every other key is under the old one.

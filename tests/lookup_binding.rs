@@ -51,8 +51,17 @@ async fn swapped_user_ids_or_session_ids_give_an_integrity_error_not_the_victims
         .client()
         .with_token(&create_token(&db, "admin", "admin"));
     create(&api, "victim", "victim-sess", VICTIM_HASH, b"victim blob");
-    create(&api, "attacker", "attacker-sess", ATTACKER_HASH, b"attacker blob");
-    assert_eq!(api.get("/api/v1/sessions/attacker").json()["api_hash"], ATTACKER_HASH);
+    create(
+        &api,
+        "attacker",
+        "attacker-sess",
+        ATTACKER_HASH,
+        b"attacker blob",
+    );
+    assert_eq!(
+        api.get("/api/v1/sessions/attacker").json()["api_hash"],
+        ATTACKER_HASH
+    );
 
     let sql = db.client().await;
     // Swap the user_ids: the row the attacker now looks up holds the victim's ciphertexts.
@@ -114,5 +123,9 @@ async fn a_header_key_id_other_than_the_rows_data_key_id_is_an_integrity_error()
     .await
     .unwrap();
     let r = api.get("/api/v1/sessions/u1");
-    assert_integrity_error(&r, VICTIM_HASH.as_bytes(), "row data_key_id != header key id");
+    assert_integrity_error(
+        &r,
+        VICTIM_HASH.as_bytes(),
+        "row data_key_id != header key id",
+    );
 }

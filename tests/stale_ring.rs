@@ -175,7 +175,12 @@ async fn the_database_refuses_a_row_under_a_retired_key_with_its_own_sqlstate() 
             .await
             .expect_err(&format!("{what} under a retired key was accepted"));
         let db_err = err.as_db_error().expect("a database error");
-        assert_eq!(db_err.code().code(), "VBK01", "{what}: {}", db_err.message());
+        assert_eq!(
+            db_err.code().code(),
+            "VBK01",
+            "{what}: {}",
+            db_err.message()
+        );
         assert_eq!(db_err.constraint(), Some("user_sessions_data_key_live"));
     }
     // Writes under the primary or an active key still pass.

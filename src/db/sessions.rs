@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::crypto::{DataKeyId, FieldRef, KeyRing, random_hex};
+use crate::crypto::{DataKeyId, FieldRef, KeyRing, peek_data_key_id, random_hex};
 
 use super::activity::{self, ActivityType, AuditContext, Event};
 use super::error::DbError;
@@ -63,6 +63,9 @@ pub struct SessionMeta {
 #[diesel(table_name = user_sessions)]
 struct SealedRow {
     id: Uuid,
+    /// The lookup keys: bound into every ciphertext (format v2).
+    user_id: String,
+    session_id: String,
     api_hash_encrypted: Vec<u8>,
     phone_encrypted: Option<Vec<u8>>,
     session_data_encrypted: Option<Vec<u8>>,
@@ -215,10 +218,35 @@ fn key_column_id(id: DataKeyId) -> i32 {
     i32::try_from(id.0).expect("data key ids come from an integer column")
 }
 
-fn seal_row(ring: &KeyRing, row_id: Uuid, plain: &Plain) -> Sealed {
+/// Where a row's values live and what finds them: the row id and its lookup
+/// keys, all bound into the associated data, so a value moved to another row,
+/// or left in a row whose `user_id` or `session_id` was changed by hand, fails.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    id: Uuid,
+    user_id: &'a str,
+    session_id: &'a str,
+}
+
+impl<'a> Place<'a> {
+    fn of(row: &'a SealedRow) -> Self {
+        Self {
+            id: row.id,
+            user_id: &row.user_id,
+            session_id: &row.session_id,
+        }
+    }
+
+    fn field(&self, column: &'static str) -> FieldRef<'_> {
+        FieldRef::new(TABLE, column, self.id.as_bytes())
+            .looked_up_by(self.user_id.as_bytes(), self.session_id.as_bytes())
+    }
+}
+
+fn seal_row(ring: &KeyRing, place: Place<'_>, plain: &Plain) -> Sealed {
     let seal = |column, bytes: &[u8]| {
         metrics::counter!("vibee_encryptions_total").increment(1);
-        ring.seal(&FieldRef::new(TABLE, column, row_id.as_bytes()), bytes)
+        ring.seal(&place.field(column), bytes)
     };
     Sealed {
         api_hash: seal(API_HASH, &plain.api_hash),
@@ -228,13 +256,22 @@ fn seal_row(ring: &KeyRing, row_id: Uuid, plain: &Plain) -> Sealed {
     }
 }
 
+/// Opens one value of `row`. The key its header names must be the row's
+/// `data_key_id`: rotation trusts that column to find what to move, so a
+/// value under another key would be left behind and its key retired.
 fn open_field(
     ring: &KeyRing,
-    row_id: Uuid,
+    row: &SealedRow,
     column: &'static str,
     stored: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, DbError> {
-    let opened = ring.open(&FieldRef::new(TABLE, column, row_id.as_bytes()), stored);
+    let row_id = row.id;
+    let labelled = peek_data_key_id(stored).map(|id| id.0 as i64) == Some(row.data_key_id.into());
+    let opened = if labelled {
+        ring.open(&Place::of(row).field(column), stored)
+    } else {
+        Err(crate::crypto::DecryptError)
+    };
     metrics::counter!("vibee_decryptions_total").increment(1);
     opened.map_err(|_| {
             metrics::counter!("vibee_integrity_failures_total").increment(1);
@@ -268,16 +305,16 @@ async fn ring_for(
 
 fn open_row(ring: &KeyRing, row: &SealedRow) -> Result<Plain, DbError> {
     Ok(Plain {
-        api_hash: open_field(ring, row.id, API_HASH, &row.api_hash_encrypted)?,
+        api_hash: open_field(ring, row, API_HASH, &row.api_hash_encrypted)?,
         phone: row
             .phone_encrypted
             .as_deref()
-            .map(|p| open_field(ring, row.id, PHONE, p))
+            .map(|p| open_field(ring, row, PHONE, p))
             .transpose()?,
         session_data: row
             .session_data_encrypted
             .as_deref()
-            .map(|d| open_field(ring, row.id, SESSION_DATA, d))
+            .map(|d| open_field(ring, row, SESSION_DATA, d))
             .transpose()?,
     })
 }
@@ -357,9 +394,14 @@ async fn insert_new(
     // Random (v4), not time-ordered: the id says nothing about when it was made.
     let id = Uuid::new_v4();
     let session_id = input.session_id.clone().unwrap_or_else(|| random_hex(16));
+    let place = Place {
+        id,
+        user_id: &input.user_id,
+        session_id: &session_id,
+    };
     let sealed = seal_row(
         ring,
-        id,
+        place,
         &Plain {
             api_hash: secret_bytes(&input.api_hash),
             phone: input.phone.as_ref().map(secret_bytes),
@@ -417,7 +459,12 @@ async fn update_existing(
             None => stored.session_data,
         },
     };
-    let sealed = seal_row(seal_ring, row.id, &plain);
+    // A changed session_id is a changed lookup key: the row is sealed for the new one.
+    let place = Place {
+        session_id: input.session_id.as_deref().unwrap_or(&row.session_id),
+        ..Place::of(row)
+    };
+    let sealed = seal_row(seal_ring, place, &plain);
     let optional = OptionalFields {
         session_id: input.session_id.as_deref(),
         username: input.username.as_deref(),
@@ -724,7 +771,7 @@ pub async fn read_session_data(
         return Ok(None);
     };
     let ring = ring_for(conn, vault, &row).await?;
-    let data = open_field(&ring, row.id, SESSION_DATA, stored)?;
+    let data = open_field(&ring, &row, SESSION_DATA, stored)?;
     Ok(Some(SessionDataRead {
         session_id: session_id.to_owned(),
         user_id,
@@ -752,7 +799,7 @@ pub async fn put_session_data(
             let open_ring = ring_for(conn, vault, &row).await?;
             let mut plain = open_row(&open_ring, &row)?;
             plain.session_data = Some(slice_bytes(data));
-            let sealed = seal_row(&seal_ring, row.id, &plain);
+            let sealed = seal_row(&seal_ring, Place::of(&row), &plain);
             let meta = write_sealed(conn, row.id, &sealed).await?;
             activity::record(conn, ctx, Event {
                 kind: ActivityType::SessionDataWritten,
@@ -835,7 +882,7 @@ pub async fn reseal_batch(
         let mut blobs = Vec::with_capacity(rows.len());
         for row in &rows {
             let open_ring = ring_for(conn, vault, row).await?;
-            let sealed = seal_row(&seal_ring, row.id, &open_row(&open_ring, row)?);
+            let sealed = seal_row(&seal_ring, Place::of(row), &open_row(&open_ring, row)?);
             ids.push(row.id);
             api_hashes.push(sealed.api_hash);
             phones.push(sealed.phone);
