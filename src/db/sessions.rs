@@ -300,7 +300,12 @@ async fn ring_for(
         data_key_id = row.data_key_id,
         "row under a data key not yet loaded; reloading the key ring"
     );
-    vault.reload(conn).await
+    // A key this process cannot unwrap (the keys moved to a master key it
+    // does not hold) is a stale ring, not a broken request: 503.
+    vault.reload(conn).await.map_err(|e| match e {
+        DbError::Key(k) => DbError::KeyRingStale(format!("cannot load data key {id}: {k}")),
+        other => other,
+    })
 }
 
 fn open_row(ring: &KeyRing, row: &SealedRow) -> Result<Plain, DbError> {
@@ -352,11 +357,48 @@ pub async fn upsert(
     input: &SessionInput,
 ) -> Result<Upserted, DbError> {
     input.validate()?;
-    let seal_ring = vault.reserve(conn, 3).await?;
+    let mut refused = 0;
+    loop {
+        match upsert_once(conn, vault, ctx, input).await {
+            Err(DbError::StaleKey) if refused < STALE_KEY_RETRIES => {
+                refused += 1;
+                vault.reload_after_refusal(conn).await?;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// How often a write refused under a key no longer live (or sealed with a
+/// ring older than the one just reloaded) is sealed again with a fresh ring.
+const STALE_KEY_RETRIES: u32 = 3;
+
+/// The seal ring must be the ring in force: when opening the row made the
+/// process reload (another replica rotated), the write starts over with the
+/// reloaded ring, never with the one reserved before the reload.
+fn check_seal_ring(vault: &Vault, seal_ring: &KeyRing) -> Result<(), DbError> {
+    if vault.ring().primary_id() != seal_ring.primary_id() {
+        return Err(DbError::StaleKey);
+    }
+    Ok(())
+}
+
+async fn upsert_once(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    ctx: &AuditContext,
+    input: &SessionInput,
+) -> Result<Upserted, DbError> {
+    let first_ring = vault.reserve(conn, 3).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
+            let mut seal_ring = first_ring;
             // An insert that loses a race to a concurrent insert of the same
             // user_id finds nothing to return; the next pass updates that row.
-            for _ in 0..3 {
+            for attempt in 0..3 {
+                // Every pass seals anew: each counts against the nonce budget.
+                if attempt > 0 {
+                    seal_ring = vault.reserve(conn, 3).await?;
+                }
                 let existing = user_sessions::table
                     .filter(user_sessions::user_id.eq(&input.user_id))
                     .select((SealedRow::as_select(), user_sessions::session_id))
@@ -447,6 +489,7 @@ async fn update_existing(
     // Every ciphertext of a row is under the row's one data key, so fields
     // not being replaced are re-sealed under the primary too.
     let open_ring = ring_for(conn, vault, row).await?;
+    check_seal_ring(vault, seal_ring)?;
     let stored = open_row(&open_ring, row)?;
     let plain = Plain {
         api_hash: secret_bytes(&input.api_hash),
@@ -788,6 +831,25 @@ pub async fn put_session_data(
     data: &SecretSlice<u8>,
 ) -> Result<SessionMeta, DbError> {
     validate::session_data(data.expose_secret())?;
+    let mut refused = 0;
+    loop {
+        match put_session_data_once(conn, vault, ctx, session_id, data).await {
+            Err(DbError::StaleKey) if refused < STALE_KEY_RETRIES => {
+                refused += 1;
+                vault.reload_after_refusal(conn).await?;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn put_session_data_once(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    ctx: &AuditContext,
+    session_id: &str,
+    data: &SecretSlice<u8>,
+) -> Result<SessionMeta, DbError> {
     let seal_ring = vault.reserve(conn, 3).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
             let row = user_sessions::table
@@ -797,6 +859,7 @@ pub async fn put_session_data(
                 .first(conn)
                 .await?;
             let open_ring = ring_for(conn, vault, &row).await?;
+            check_seal_ring(vault, &seal_ring)?;
             let mut plain = open_row(&open_ring, &row)?;
             plain.session_data = Some(slice_bytes(data));
             let sealed = seal_row(&seal_ring, Place::of(&row), &plain);
