@@ -5,6 +5,7 @@ mod auth;
 mod blob;
 mod error;
 mod extract;
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod middleware;
@@ -36,15 +37,14 @@ pub use error::{AppError, AppResult};
 
 use crate::db::activity::AuditQueue;
 use crate::db::tokens::TokenCache;
-use crate::db::{Pool, PooledConnection, Vault};
+use crate::db::{Pool, PooledConnection, Store, Vault};
 
 /// Everything a handler needs, shared by all requests.
 pub struct AppState {
-    pub pool: Pool,
-    pub vault: Arc<Vault>,
+    /// Sessions, keys and the audit queue: every audited read and every
+    /// write goes through it (see `db::Store`).
+    pub store: Store,
     pub metrics: PrometheusHandle,
-    /// Audit events of reads, written in batches (see `db::activity::AuditQueue`).
-    pub audit: AuditQueue,
     /// Verified tokens, kept briefly and emptied on every revocation.
     pub token_cache: Arc<TokenCache>,
     openapi_json: String,
@@ -61,9 +61,7 @@ impl AppState {
         token_cache: Arc<TokenCache>,
     ) -> App {
         Arc::new(Self {
-            pool,
-            vault,
-            audit,
+            store: Store::new(pool, vault, audit),
             token_cache,
             metrics: metrics_handle(),
             openapi_json: openapi_json(),
@@ -72,7 +70,7 @@ impl AppState {
     }
 
     pub async fn conn(&self) -> AppResult<PooledConnection> {
-        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
+        Ok(self.store.conn().await?)
     }
 }
 
@@ -169,7 +167,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Drains recorded histogram samples into their buckets every `period`.
 /// Without it (`install_recorder` spawns nothing) every sample of
 /// `http_request_duration_seconds` stays in memory until `/metrics` is
-/// scraped: a server nobody scrapes grew by ~20 bytes a request (soak, issue 7).
+/// scraped: a server nobody scrapes grew by ~20 bytes a request (seen in a soak run).
 pub fn spawn_metrics_upkeep(
     handle: PrometheusHandle,
     period: Duration,

@@ -2,7 +2,7 @@
 //! partial update, deactivate or purge, and the audit trail.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -13,14 +13,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::activity::{self, Activity};
+use crate::db::activity::Activity;
 use crate::db::sessions::{
     self, ListQuery, Page, SessionInput, SessionMeta, SessionPatch, Upserted,
 };
 
+use crate::domain::{SessionId, UserId, decode_session_data};
+
 use super::auth::{Auth, List, Read, Write};
 use super::error::{AppError, AppResult};
-use super::extract::{JsonBody, QueryParams, path_id};
+use super::extract::{JsonBody, PathId, QueryParams};
 use super::{App, ErrorBody};
 
 /// A session to create or update, keyed by `user_id`.
@@ -63,9 +65,7 @@ pub struct CreateSession {
 }
 
 fn decode_blob(encoded: &SecretString) -> AppResult<SecretSlice<u8>> {
-    BASE64
-        .decode(encoded.expose_secret().trim())
-        .map(SecretSlice::from)
+    decode_session_data(encoded.expose_secret())
         .map_err(|_| AppError::invalid_field("session_data", "session_data must be valid base64"))
 }
 
@@ -113,9 +113,7 @@ pub async fn upsert(
     JsonBody(body): JsonBody<CreateSession>,
 ) -> AppResult<Response> {
     let input = body.into_input()?;
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    let outcome = sessions::upsert(&mut conn, &app.vault, &auth.audit, &input).await?;
+    let outcome = app.store.upsert(&auth.audit, &input).await?;
     let (status, meta) = match outcome {
         Upserted::Created(m) => (StatusCode::CREATED, m),
         Upserted::Updated(m) => (StatusCode::OK, m),
@@ -168,19 +166,11 @@ pub struct SessionWithCredentials {
 )]
 pub async fn get(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     auth: Auth<Read>,
+    PathId(user_id): PathId<UserId>,
 ) -> AppResult<Json<SessionWithCredentials>> {
-    path_id("user_id", &user_id)?;
-    let found = {
-        let mut conn = app.conn().await?;
-        sessions::read_credentials(&mut conn, &app.vault, &user_id).await?
-    };
-    // Committed (group commit) before the response is sent; the connection is
-    // back in the pool by now, so waiting readers do not starve the writer.
-    app.audit
-        .record(&auth.audit, sessions::credentials_read_event(&found.meta))
-        .await?;
+    // Audited: the read is queued before the response is sent.
+    let found = app.store.credentials(&auth.audit, &user_id).await?;
     let creds = found.credentials;
     Ok(Json(SessionWithCredentials {
         session: found.meta,
@@ -235,24 +225,22 @@ pub async fn list(
     // The cursor is a user_id: held to the same rules before it reaches a
     // query (a NUL byte in it was a 500: PostgreSQL refuses NUL in text).
     if let Some(cursor) = &params.cursor {
-        path_id("user_id", cursor).map_err(|_| {
+        UserId::parse(cursor.as_str()).map_err(|_| {
             AppError::invalid_field(
                 "cursor",
                 "cursor must be the next_cursor of a previous page",
             )
         })?;
     }
-    let mut conn = app.conn().await?;
-    let page = sessions::list(
-        &mut conn,
-        &ListQuery {
+    let page = app
+        .store
+        .list(&ListQuery {
             limit,
             after: params.cursor,
             include_inactive: params.include_inactive.unwrap_or(false),
             is_authorized: params.is_authorized,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(Json(page))
 }
 
@@ -315,15 +303,15 @@ impl PatchSession {
 )]
 pub async fn patch(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     auth: Auth<Write>,
+    PathId(user_id): PathId<UserId>,
     JsonBody(body): JsonBody<PatchSession>,
 ) -> AppResult<Json<SessionMeta>> {
-    path_id("user_id", &user_id)?;
     let patch = body.into_patch();
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    let meta = sessions::update_metadata(&mut conn, &auth.audit, &user_id, &patch).await?;
+    let meta = app
+        .store
+        .update_metadata(&auth.audit, &user_id, &patch)
+        .await?;
     Ok(Json(meta))
 }
 
@@ -351,17 +339,14 @@ pub struct DeleteParams {
 )]
 pub async fn delete(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Write>,
+    PathId(session_id): PathId<SessionId>,
     QueryParams(params): QueryParams<DeleteParams>,
 ) -> AppResult<StatusCode> {
-    path_id("session_id", &session_id)?;
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
     if params.purge.unwrap_or(false) {
-        sessions::purge(&mut conn, &auth.audit, &session_id).await?;
+        app.store.purge(&auth.audit, &session_id).await?;
     } else {
-        sessions::deactivate(&mut conn, &auth.audit, &session_id).await?;
+        app.store.deactivate(&auth.audit, &session_id).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -398,11 +383,10 @@ pub struct ActivityPage {
 )]
 pub async fn activity(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     _auth: Auth<List>,
+    PathId(user_id): PathId<UserId>,
     QueryParams(params): QueryParams<ActivityParams>,
 ) -> AppResult<Json<ActivityPage>> {
-    path_id("user_id", &user_id)?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(AppError::invalid_field(
@@ -410,10 +394,8 @@ pub async fn activity(
             "limit must be between 1 and 1000",
         ));
     }
-    // Read-your-writes: this process's queued audit events are in first.
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    let activity = activity::list_for_user(&mut conn, &user_id, params.before, limit).await?;
+    // Read-your-writes: the store flushes this process's queued events first.
+    let activity = app.store.activity(&user_id, params.before, limit).await?;
     let next_cursor = (activity.len() as i64 == limit)
         .then(|| activity.last().map(|a| a.id))
         .flatten();
