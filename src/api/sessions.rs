@@ -215,7 +215,7 @@ pub async fn list(
     _auth: Auth<List>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<Page>> {
-    let limit = params.limit.unwrap_or(100);
+    let limit = params.limit.unwrap_or(sessions::DEFAULT_PAGE);
     if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
             "limit",
@@ -387,8 +387,8 @@ pub async fn activity(
     PathId(user_id): PathId<UserId>,
     QueryParams(params): QueryParams<ActivityParams>,
 ) -> AppResult<Json<ActivityPage>> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
+    let limit = params.limit.unwrap_or(sessions::DEFAULT_PAGE);
+    if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
             "limit",
             "limit must be between 1 and 1000",
