@@ -624,7 +624,7 @@ async fn every_write_is_under_the_primary_and_counted() {
     for r in rows {
         let v: Vec<u8> = r.get(0);
         let id: i32 = r.get(1);
-        assert_eq!(v[0], 1);
+        assert_eq!(v[0], 2, "sealed as format v2");
         assert_eq!(i32::from_be_bytes(v[1..5].try_into().unwrap()), id);
     }
 }

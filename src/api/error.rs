@@ -130,6 +130,15 @@ impl From<DbError> for AppError {
                 tracing::warn!(%reason, "database unavailable");
                 AppError::unavailable()
             }
+            stale @ (DbError::StaleKey | DbError::KeyRingStale(_)) => {
+                tracing::warn!(error = %stale, "not encrypting: the key ring is stale");
+                AppError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "key_ring_stale",
+                    "this server's key ring is stale and it does not encrypt until it reloads; \
+                     retry (another replica may serve)",
+                )
+            }
             DbError::NoSchema => {
                 tracing::error!("database schema missing: run `vibee-sessions migrate`");
                 AppError::unavailable()

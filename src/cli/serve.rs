@@ -101,7 +101,15 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     );
     // Follow rotations made by other processes: NOTIFY, with a periodic
     // reload as the fallback.
-    let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), keys::DEFAULT_KEY_REFRESH);
+    let refresh = Duration::from_secs(config::number(
+        env,
+        "KEY_REFRESH_SECS",
+        keys::DEFAULT_KEY_REFRESH.as_secs(),
+        1,
+        3600,
+    )?);
+    vault.set_refresh_period(refresh);
+    let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), refresh);
     // A transit master key: the token kept fresh, the engine's state known.
     let transit_upkeep = vault
         .master()
@@ -109,6 +117,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         .transit()
         .map(|t| crate::transit::spawn_upkeep(t.clone(), transit_probe));
     let pool = build_pool(&target, &pool_settings);
+    let pool_refresh = keys::spawn_pool_refresh(pool.clone(), vault.clone(), refresh);
     // Verified tokens are cached while this listener hears every revocation.
     let token_cache = Arc::new(TokenCache::default());
     let token_watcher = tokens::spawn_token_watcher(target.clone(), token_cache.clone());
@@ -182,6 +191,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     if let Some(t) = transit_upkeep {
         t.abort();
     }
+    pool_refresh.abort();
     upkeep.abort();
     token_watcher.abort();
     pool.close();

@@ -4,6 +4,7 @@ use clap::Subcommand;
 use secrecy::ExposeSecret;
 
 use crate::config::Env;
+use crate::db::activity::AuditContext;
 use crate::db::tokens::{self, Scope};
 
 use super::CliError;
@@ -34,7 +35,7 @@ pub async fn run(command: TokenCommand, env: &dyn Env) -> Result<(), CliError> {
     let mut conn = target.connect().await?;
     match command {
         TokenCommand::Create { name, scopes } => {
-            let token = tokens::create(&mut conn, &name, &scopes).await?;
+            let token = tokens::create(&mut conn, &AuditContext::cli(), &name, &scopes).await?;
             println!("{}", token.expose_secret());
             let scopes: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
             eprintln!(
@@ -74,7 +75,7 @@ pub async fn run(command: TokenCommand, env: &dyn Env) -> Result<(), CliError> {
             }
         }
         TokenCommand::Revoke { name } => {
-            if tokens::revoke(&mut conn, &name).await? {
+            if tokens::revoke(&mut conn, &AuditContext::cli(), &name).await? {
                 eprintln!("revoked token {name:?}");
             } else {
                 eprintln!("token {name:?} was already revoked");

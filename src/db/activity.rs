@@ -49,6 +49,9 @@ pub enum ActivityType {
     KeyRetired,
     KeyDestroyed,
     MasterKeyRotated,
+    /// Token events: no session; `details` names the token (never its secret).
+    TokenCreated,
+    TokenRevoked,
 }
 
 impl ActivityType {
@@ -67,6 +70,8 @@ impl ActivityType {
             ActivityType::KeyRetired => "key_retired",
             ActivityType::KeyDestroyed => "key_destroyed",
             ActivityType::MasterKeyRotated => "master_key_rotated",
+            ActivityType::TokenCreated => "token_created",
+            ActivityType::TokenRevoked => "token_revoked",
         }
     }
 }

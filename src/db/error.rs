@@ -23,6 +23,16 @@ pub enum DbError {
     Invalid(#[from] super::validate::Invalid),
     #[error("{0}")]
     Key(#[from] KeyError),
+    /// The database refused a write sealed under a data key that is no
+    /// longer `primary` or `active` (trigger `user_sessions_data_key_live`):
+    /// this process's key ring is behind. Retried after a reload.
+    #[error("the data key of this write is no longer live; the key ring is being reloaded")]
+    StaleKey,
+    /// This process cannot bring its key ring up to date (no successful
+    /// reload for too long, or the keys are under a master key it does not
+    /// hold), so it does not encrypt: another replica may serve.
+    #[error("this server's key ring is stale: {0}")]
+    KeyRingStale(String),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("the database has no schema yet (or an older one): run `vibee-sessions migrate`")]
@@ -49,6 +59,11 @@ impl From<DieselError> for DbError {
                 if info.constraint_name() == Some("user_sessions_session_id_key") =>
             {
                 DbError::SessionIdTaken
+            }
+            DieselError::DatabaseError(_, ref info)
+                if info.constraint_name() == Some("user_sessions_data_key_live") =>
+            {
+                DbError::StaleKey
             }
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
                 if info.message().starts_with("relation \"")

@@ -20,10 +20,11 @@ pub use lifecycle::{
 pub use rewrap::{RewrapReport, rewrap_all};
 pub use state::KeyState;
 pub use status::{KeyStatus, key_status};
-pub use watcher::{DEFAULT_KEY_REFRESH, spawn_key_watcher};
+pub use watcher::{DEFAULT_KEY_REFRESH, spawn_key_watcher, spawn_pool_refresh};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
@@ -215,7 +216,23 @@ pub struct Vault {
     ring: SharedKeyRing,
     loaded_from: Mutex<[u8; 32]>,
     reserved: Mutex<HashMap<DataKeyId, u64>>,
+    /// When the ring was last loaded successfully, and how old that may get
+    /// before the ring counts as stale and nothing is sealed with it.
+    freshness: Mutex<Freshness>,
 }
+
+struct Freshness {
+    loaded_at: Instant,
+    /// `None` in processes that run no refresher (the CLI's short commands,
+    /// and `rotate`, which holds the rotation lock): only the database's
+    /// refusal guards them.
+    stale_after: Option<Duration>,
+    /// Said once per stale spell, not on every refused write.
+    reported: bool,
+}
+
+/// A ring not reloaded for this many refresh periods is stale.
+pub const STALE_AFTER_PERIODS: u32 = 3;
 
 impl Vault {
     /// Checks the master key against the stored keys, creates the first data
@@ -250,7 +267,47 @@ impl Vault {
             ring: SharedKeyRing::new(ring),
             loaded_from: Mutex::new(rows_digest(&rows)),
             reserved: Mutex::new(HashMap::new()),
+            freshness: Mutex::new(Freshness {
+                loaded_at: Instant::now(),
+                stale_after: None,
+                reported: false,
+            }),
         })
+    }
+
+    /// Sets the refresh period this process runs with: its ring is stale
+    /// after `STALE_AFTER_PERIODS` of them without a successful reload.
+    pub fn set_refresh_period(&self, period: Duration) {
+        self.freshness().stale_after = Some(period * STALE_AFTER_PERIODS);
+    }
+
+    fn freshness(&self) -> std::sync::MutexGuard<'_, Freshness> {
+        self.freshness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Some(reason)` when the ring is stale: it has not been reloaded for
+    /// longer than allowed, so a rotation elsewhere may have retired its
+    /// primary. Logged once per stale spell.
+    pub fn staleness(&self) -> Option<String> {
+        let mut f = self.freshness();
+        let age = f.loaded_at.elapsed();
+        let allowed = f.stale_after?;
+        if age <= allowed {
+            return None;
+        }
+        let reason = format!(
+            "no successful reload for {} s (allowed: {} s)",
+            age.as_secs(),
+            allowed.as_secs()
+        );
+        if !f.reported {
+            f.reported = true;
+            tracing::error!(
+                %reason,
+                "key ring is stale: not encrypting (writes answer 503) until a reload succeeds"
+            );
+        }
+        Some(reason)
     }
 
     pub fn master(&self) -> &Keks {
@@ -272,7 +329,30 @@ impl Vault {
         let ring = unwrap_ring(&rows, &self.master).await?;
         self.ring.replace(ring);
         *self.loaded_from.lock().unwrap_or_else(|p| p.into_inner()) = digest;
+        let mut f = self.freshness();
+        if f.reported {
+            tracing::info!("key ring reloaded: no longer stale");
+        }
+        f.loaded_at = Instant::now();
+        f.reported = false;
+        drop(f);
         Ok(self.ring.get())
+    }
+
+    /// A reload after the database refused a write under a key no longer
+    /// live. A key error (the keys are under a master key this process does
+    /// not hold) means it cannot catch up: the write is answered as stale.
+    pub async fn reload_after_refusal(
+        &self,
+        conn: &mut AsyncPgConnection,
+    ) -> Result<Arc<KeyRing>, DbError> {
+        tracing::info!(
+            "a write was refused under a data key no longer live; reloading the key ring"
+        );
+        self.reload(conn).await.map_err(|e| match e {
+            DbError::Key(k) => DbError::KeyRingStale(format!("cannot reload it: {k}")),
+            other => other,
+        })
     }
 
     /// The ring to seal with, after counting `n` encryptions against its
@@ -282,8 +362,12 @@ impl Vault {
         conn: &mut AsyncPgConnection,
         n: u64,
     ) -> Result<Arc<KeyRing>, DbError> {
+        if let Some(reason) = self.staleness() {
+            return Err(DbError::KeyRingStale(reason));
+        }
         let ring = self.ring();
         let id = ring.primary_id();
+        metrics::counter!("vibee_encryptions_reserved_total").increment(n);
         if self.take(id, n) {
             return Ok(ring);
         }

@@ -73,11 +73,14 @@ where
         Ok(c) => c,
         Err(e) => return e.into(),
     };
-    if let Err(e) = diesel::sql_query(format!("LISTEN {channel}"))
-        .execute(&mut conn)
-        .await
-    {
-        return e.into();
+    // Named, so an operator (or a chaos test) can tell it in pg_stat_activity.
+    for statement in [
+        format!("SET application_name = 'vibee-sessions listen {channel}'"),
+        format!("LISTEN {channel}"),
+    ] {
+        if let Err(e) = diesel::sql_query(statement).execute(&mut conn).await {
+            return e.into();
+        }
     }
     connected();
     tracing::debug!(channel, "listening");

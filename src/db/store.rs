@@ -1,9 +1,10 @@
 //! The server's store: the pool, the vault and the audit queue behind one
 //! API, so the two audit rules hold by construction rather than by habit.
 //!
-//! - An audited read (`credentials`, `session_data`) reads, queues its audit
-//!   event and only then returns the secret: there is no way to get the
-//!   secret without the event being queued.
+//! - An audited read (`credentials`, `session_data`) reads, hands its audit
+//!   event to the group-commit writer and returns the secret only once that
+//!   row has committed: there is no way to get the secret without its
+//!   durable audit row.
 //! - Every write, the audit trail and the stats flush the queue first, so
 //!   this process's queued reads are committed before anything it does next
 //!   (its own audit rows stay in the order it acted).
@@ -55,8 +56,8 @@ impl Store {
         Ok(self.pool.get().await?)
     }
 
-    /// One session with its decrypted credentials; the read is queued for
-    /// the audit log before this returns.
+    /// One session with its decrypted credentials; the read's audit row has
+    /// committed before this returns.
     pub async fn credentials(
         &self,
         ctx: &AuditContext,
@@ -66,8 +67,8 @@ impl Store {
             let mut conn = self.conn().await?;
             sessions::read_credentials(&mut conn, &self.vault, user_id.as_str()).await?
         };
-        // Queued after the connection is back in the pool, so a full queue
-        // makes readers wait without starving the writer of connections.
+        // Recorded after the connection is back in the pool, so readers waiting
+        // for their batch's commit do not starve the writer of connections.
         self.audit
             .record(ctx, sessions::credentials_read_event(&found.meta))
             .await?;
@@ -75,7 +76,7 @@ impl Store {
     }
 
     /// The MTProto session blob of a session (`None` when none is stored);
-    /// the read is queued for the audit log before this returns.
+    /// the read's audit row has committed before this returns.
     pub async fn session_data(
         &self,
         ctx: &AuditContext,

@@ -8,15 +8,17 @@ use std::str::FromStr;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 mod cache;
 pub use cache::{TOKEN_CACHE_TTL, TOKENS_CHANNEL, TokenCache, spawn_token_watcher};
 
+use super::activity::{self, ActivityType, AuditContext, Event};
 use super::error::DbError;
 use super::schema::api_tokens;
 use super::validate::{self, Invalid};
@@ -108,8 +110,11 @@ pub fn digest(presented: &str) -> Option<[u8; 32]> {
 }
 
 /// Creates a token and returns its secret, which is shown once and never stored.
+/// Creates a token, audited (`token_created`: actor, name, scopes; never the
+/// secret or its hash) in the same transaction.
 pub async fn create(
     conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
     name: &str,
     scopes: &[Scope],
 ) -> Result<SecretString, DbError> {
@@ -124,20 +129,49 @@ pub async fn create(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     ));
     let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-    let inserted = diesel::insert_into(api_tokens::table)
-        .values((
-            api_tokens::name.eq(name),
-            api_tokens::token_hash.eq(hash(token.expose_secret())),
-            api_tokens::scopes.eq(scope_names),
-        ))
-        .on_conflict(api_tokens::name)
-        .do_nothing()
-        .execute(conn)
-        .await?;
-    if inserted == 0 {
-        return Err(Invalid::new("name", "is already taken by another token").into());
-    }
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let inserted = diesel::insert_into(api_tokens::table)
+            .values((
+                api_tokens::name.eq(name),
+                api_tokens::token_hash.eq(hash(token.expose_secret())),
+                api_tokens::scopes.eq(&scope_names),
+            ))
+            .on_conflict(api_tokens::name)
+            .do_nothing()
+            .execute(conn)
+            .await?;
+        if inserted == 0 {
+            return Err(Invalid::new("name", "is already taken by another token").into());
+        }
+        record_token_event(
+            conn,
+            ctx,
+            ActivityType::TokenCreated,
+            json!({ "token": name, "scopes": scope_names }),
+        )
+        .await
+    })
+    .await?;
     Ok(token)
+}
+
+async fn record_token_event(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    kind: ActivityType,
+    details: serde_json::Value,
+) -> Result<(), DbError> {
+    activity::record(
+        conn,
+        ctx,
+        Event {
+            kind,
+            session_id: None,
+            user_id: None,
+            details,
+        },
+    )
+    .await
 }
 
 /// The token a presented secret belongs to, if it exists and is not revoked.
@@ -190,21 +224,38 @@ pub async fn list(conn: &mut AsyncPgConnection) -> Result<Vec<TokenInfo>, DbErro
 }
 
 /// Revokes a token; it stops working at once. `Ok(false)` when it already was.
-pub async fn revoke(conn: &mut AsyncPgConnection, name: &str) -> Result<bool, DbError> {
-    let changed = diesel::update(
-        api_tokens::table
-            .filter(api_tokens::name.eq(name))
-            .filter(api_tokens::revoked_at.is_null()),
-    )
-    .set(api_tokens::revoked_at.eq(diesel::dsl::now))
-    .execute(conn)
-    .await?;
-    if changed == 0 {
-        api_tokens::table
-            .filter(api_tokens::name.eq(name))
-            .select(api_tokens::id)
-            .first::<i64>(conn)
-            .await?;
-    }
-    Ok(changed > 0)
+/// Revokes a token; a revocation that changes something is audited
+/// (`token_revoked`: actor, name) in the same transaction.
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    name: &str,
+) -> Result<bool, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let changed = diesel::update(
+            api_tokens::table
+                .filter(api_tokens::name.eq(name))
+                .filter(api_tokens::revoked_at.is_null()),
+        )
+        .set(api_tokens::revoked_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+        if changed == 0 {
+            api_tokens::table
+                .filter(api_tokens::name.eq(name))
+                .select(api_tokens::id)
+                .first::<i64>(conn)
+                .await?;
+            return Ok(false);
+        }
+        record_token_event(
+            conn,
+            ctx,
+            ActivityType::TokenRevoked,
+            json!({ "token": name }),
+        )
+        .await?;
+        Ok(true)
+    })
+    .await
 }

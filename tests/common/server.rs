@@ -96,6 +96,12 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// SIGKILL: no graceful stop, nothing flushed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn client(&self) -> Http {
         Http::new(&self.base)
     }

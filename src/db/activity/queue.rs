@@ -1,19 +1,21 @@
-//! Audited reads without a commit per read.
+//! Audited reads without a commit per read: group commit.
 //!
-//! The API's reads of secrets (credentials, the MTProto blob) put their audit
-//! event on a bounded queue before the response is sent; one background task
-//! drains it into multi-row INSERTs (up to `MAX_BATCH` rows, one commit each).
-//! When the queue is full, readers wait for room (back-pressure): an event is
-//! never dropped, and a response whose event could not be queued is never
-//! sent. Changes keep writing their audit row inside their own transaction.
+//! The API's reads of secrets (credentials, the MTProto blob) hand their
+//! audit event to one background writer and wait until the batch holding it
+//! has committed; only then is the response sent (fail closed, as OpenBao's
+//! audit is: no secret leaves without its durable record). The writer takes
+//! every event queued while its previous INSERT was in flight into the next
+//! one (up to `MAX_BATCH` rows, one commit), so concurrent reads share a
+//! commit. A read whose row cannot be written waits, and fails with the
+//! request timeout; it is never answered. Changes keep writing their audit
+//! row inside their own transaction.
 //!
 //! Ordering within a process: before an audited write, and before the audit
 //! trail or stats are read, callers `flush()`: every event queued before is
 //! then committed, so a process's own audit rows are in the order it acted.
 //!
-//! The crash window (the events queued or in the batch being written when
-//! the process dies without a graceful shutdown) is documented in
-//! docs/SECURITY.md, "Audit log durability".
+//! A process killed mid-batch loses only rows of reads it never answered
+//! (docs/SECURITY.md, "Audit log durability").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,7 +40,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 enum Msg {
-    Event(Row),
+    /// An event, and who waits for its commit.
+    Event(Row, oneshot::Sender<()>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -64,8 +67,9 @@ impl AuditQueue {
         (Self { tx, pending }, writer)
     }
 
-    /// Queues an event, waiting for room when the queue is full. When this
-    /// returns `Ok`, the event will be written (unless the process dies first).
+    /// Records an event: returns once the row is committed (waiting for room
+    /// first when the queue is full). Only then may the secret it describes
+    /// be handed out.
     pub async fn record(&self, ctx: &AuditContext, event: Event<'_>) -> Result<(), DbError> {
         let row = Row {
             session_id: event.session_id.map(str::to_owned),
@@ -76,12 +80,13 @@ impl AuditQueue {
             details: event.details,
             created_at: Some(Utc::now()),
         };
+        let (committed, wait) = oneshot::channel();
         self.pending.fetch_add(1, Ordering::AcqRel);
-        if self.tx.send(Msg::Event(row)).await.is_err() {
+        if self.tx.send(Msg::Event(row, committed)).await.is_err() {
             self.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(stopped());
         }
-        Ok(())
+        wait.await.map_err(|_| stopped())
     }
 
     /// Waits until every event queued before this call is committed.
@@ -110,7 +115,10 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Msg>, pending: Arc<AtomicUsize>)
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Event(row) => batch.push(row),
+                Msg::Event(row, committed) => {
+                    batch.push(row);
+                    waiters.push(committed);
+                }
                 Msg::Flush(done) => waiters.push(done),
             }
             if batch.len() < MAX_BATCH {

@@ -40,6 +40,17 @@ pub enum KeyAdminError {
          nothing was changed: run rotate-master again"
     )]
     Changed,
+    #[error(
+        "data key {key_id} is wrapped under master key {live}, but the configured master key \
+         is {ours}: a new primary under it would leave the live keys under two master keys, \
+         and replicas that hold only one could not load them. Finish the master key rotation \
+         first (vibee-sessions rotate-master), then rotate"
+    )]
+    MixedMasterKeys {
+        key_id: i32,
+        live: String,
+        ours: String,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -84,6 +95,23 @@ pub async fn promote_new_primary(
     let new_key = prepare_data_key(conn, master).await?;
     conn.transaction::<_, KeyAdminError, _>(async |conn| {
         lock_keys(conn).await?;
+        // Every live key is under one master key: the new one must be too.
+        let live: Vec<(i32, String)> = encryption_keys::table
+            .filter(encryption_keys::state.ne(KeyState::Retired.as_str()))
+            .select((encryption_keys::id, encryption_keys::kek_id))
+            .order(encryption_keys::id)
+            .load(conn)
+            .await?;
+        if let Some((key_id, kek)) = live
+            .into_iter()
+            .find(|(_, k)| k != master.kek_id().as_str())
+        {
+            return Err(KeyAdminError::MixedMasterKeys {
+                key_id,
+                live: kek,
+                ours: master.kek_id().to_string(),
+            });
+        }
         // Demote first: the unique index allows one primary at any instant.
         let previous: i32 = diesel::update(
             encryption_keys::table.filter(encryption_keys::state.eq(KeyState::Primary)),

@@ -1,7 +1,9 @@
 //! Makes a running process follow key changes made elsewhere: it LISTENs on
 //! `vibee_keys` and reloads the ring on every notification, and reloads every
 //! `refresh` anyway (a notification sent while we were disconnected is lost;
-//! the periodic reload bounds how stale the ring can get).
+//! the periodic reload bounds how stale the ring can get). The periodic
+//! reload also runs through the pool (`spawn_pool_refresh`), so a listener
+//! that cannot reconnect does not take the fallback down with it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use std::time::Duration;
 use diesel_async::AsyncPgConnection;
 use tokio::task::JoinHandle;
 
+use crate::db::Pool;
 use crate::db::connection::DatabaseTarget;
 use crate::db::error::DbError;
 use crate::db::listen::{Backoff, Wake, spawn_listener};
@@ -75,4 +78,27 @@ async fn reload(conn: &mut AsyncPgConnection, vault: &Vault) -> Result<(), DbErr
         }
         Err(e) => Err(e),
     }
+}
+
+/// Reloads the ring through the pool every `refresh`, whatever the listener
+/// is doing. When a reload fails, the ring ages; past its allowance
+/// (`Vault::staleness`) the process stops encrypting until one succeeds.
+pub fn spawn_pool_refresh(pool: Pool, vault: Arc<Vault>, refresh: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let reloaded = match pool.get().await {
+                Ok(mut conn) => reload(&mut conn, &vault).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = reloaded {
+                tracing::warn!(error = %e, "periodic key ring reload through the pool failed");
+            }
+            // Logs the moment the ring turns stale (once), even with no write.
+            let _ = vault.staleness();
+        }
+    })
 }

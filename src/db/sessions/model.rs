@@ -44,6 +44,9 @@ pub struct SessionMeta {
 #[diesel(table_name = user_sessions)]
 pub(super) struct SealedRow {
     pub(super) id: Uuid,
+    /// The lookup keys: bound into every ciphertext (format v2).
+    pub(super) user_id: String,
+    pub(super) session_id: String,
     pub(super) api_hash_encrypted: Vec<u8>,
     pub(super) phone_encrypted: Option<Vec<u8>>,
     pub(super) session_data_encrypted: Option<Vec<u8>>,

@@ -145,7 +145,7 @@ pub(in crate::db) async fn read_session_data(
         return Ok(None);
     };
     let ring = ring_for(conn, vault, &row).await?;
-    let data = open_field(&ring, row.id, SESSION_DATA, stored)?;
+    let data = open_field(&ring, &row, SESSION_DATA, stored)?;
     Ok(Some(SessionDataRead {
         session_id: session_id.to_owned(),
         user_id,

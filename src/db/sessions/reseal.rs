@@ -6,7 +6,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use crate::crypto::DataKeyId;
 
 use super::model::SealedRow;
-use super::seal::{SEALED_FIELDS, key_column_id, open_row, ring_for, seal_row};
+use super::seal::{Place, SEALED_FIELDS, key_column_id, open_row, ring_for, seal_row};
 use crate::db::error::DbError;
 use crate::db::keys::Vault;
 use crate::db::schema::user_sessions;
@@ -61,7 +61,7 @@ pub async fn reseal_batch(
         let mut blobs = Vec::with_capacity(rows.len());
         for row in &rows {
             let open_ring = ring_for(conn, vault, row).await?;
-            let sealed = seal_row(&seal_ring, row.id, &open_row(&open_ring, row)?);
+            let sealed = seal_row(&seal_ring, Place::of(row), &open_row(&open_ring, row)?);
             ids.push(row.id);
             api_hashes.push(sealed.api_hash);
             phones.push(sealed.phone);

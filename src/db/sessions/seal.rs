@@ -1,5 +1,6 @@
 //! Sealing and opening a row's secret columns: each bound to its table,
-//! column and row id, all of a row under one data key.
+//! column, row id and lookup keys (`user_id`, `session_id`), all of a row
+//! under one data key.
 
 use diesel_async::AsyncPgConnection;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::crypto::{DataKeyId, FieldRef, KeyRing};
+use crate::crypto::{DataKeyId, DecryptError, FieldRef, KeyRing, peek_data_key_id};
 
 use super::model::*;
 use crate::db::error::DbError;
@@ -41,9 +42,36 @@ pub(super) fn key_column_id(id: DataKeyId) -> i32 {
     i32::try_from(id.0).expect("data key ids come from an integer column")
 }
 
-pub(super) fn seal_row(ring: &KeyRing, row_id: Uuid, plain: &Plain) -> Sealed {
-    let seal =
-        |column, bytes: &[u8]| ring.seal(&FieldRef::new(TABLE, column, row_id.as_bytes()), bytes);
+/// Where a row's values live and what finds them: the row id and its lookup
+/// keys, all bound into the associated data, so a value moved to another row,
+/// or left in a row whose `user_id` or `session_id` was changed by hand, fails.
+#[derive(Clone, Copy)]
+pub(super) struct Place<'a> {
+    pub(super) id: Uuid,
+    pub(super) user_id: &'a str,
+    pub(super) session_id: &'a str,
+}
+
+impl<'a> Place<'a> {
+    pub(super) fn of(row: &'a SealedRow) -> Self {
+        Self {
+            id: row.id,
+            user_id: &row.user_id,
+            session_id: &row.session_id,
+        }
+    }
+
+    fn field(&self, column: &'static str) -> FieldRef<'_> {
+        FieldRef::new(TABLE, column, self.id.as_bytes())
+            .looked_up_by(self.user_id.as_bytes(), self.session_id.as_bytes())
+    }
+}
+
+pub(super) fn seal_row(ring: &KeyRing, place: Place<'_>, plain: &Plain) -> Sealed {
+    let seal = |column, bytes: &[u8]| {
+        metrics::counter!("vibee_encryptions_total").increment(1);
+        ring.seal(&place.field(column), bytes)
+    };
     Sealed {
         api_hash: seal(API_HASH, &plain.api_hash),
         phone: plain.phone.as_ref().map(|p| seal(PHONE, p)),
@@ -52,13 +80,23 @@ pub(super) fn seal_row(ring: &KeyRing, row_id: Uuid, plain: &Plain) -> Sealed {
     }
 }
 
+/// Opens one value of `row`. The key its header names must be the row's
+/// `data_key_id`: rotation trusts that column to find what to move, so a
+/// value under another key would be left behind and its key retired.
 pub(super) fn open_field(
     ring: &KeyRing,
-    row_id: Uuid,
+    row: &SealedRow,
     column: &'static str,
     stored: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, DbError> {
-    let opened = ring.open(&FieldRef::new(TABLE, column, row_id.as_bytes()), stored);
+    let row_id = row.id;
+    let labelled =
+        peek_data_key_id(stored).map(|id| i64::from(id.0)) == Some(i64::from(row.data_key_id));
+    let opened = if labelled {
+        ring.open(&Place::of(row).field(column), stored)
+    } else {
+        Err(DecryptError)
+    };
     metrics::counter!("vibee_decryptions_total").increment(1);
     opened.map_err(|_| {
         metrics::counter!("vibee_integrity_failures_total").increment(1);
@@ -92,21 +130,36 @@ pub(super) async fn ring_for(
         data_key_id = row.data_key_id,
         "row under a data key not yet loaded; reloading the key ring"
     );
-    vault.reload(conn).await
+    // A key this process cannot unwrap (the keys moved to a master key it
+    // does not hold) is a stale ring, not a broken request: 503.
+    vault.reload(conn).await.map_err(|e| match e {
+        DbError::Key(k) => DbError::KeyRingStale(format!("cannot load data key {id}: {k}")),
+        other => other,
+    })
+}
+
+/// The seal ring must be the ring in force: when opening the row made the
+/// process reload (another replica rotated), the write starts over with the
+/// reloaded ring, never with the one reserved before the reload.
+pub(super) fn check_seal_ring(vault: &Vault, seal_ring: &KeyRing) -> Result<(), DbError> {
+    if vault.ring().primary_id() != seal_ring.primary_id() {
+        return Err(DbError::StaleKey);
+    }
+    Ok(())
 }
 
 pub(super) fn open_row(ring: &KeyRing, row: &SealedRow) -> Result<Plain, DbError> {
     Ok(Plain {
-        api_hash: open_field(ring, row.id, API_HASH, &row.api_hash_encrypted)?,
+        api_hash: open_field(ring, row, API_HASH, &row.api_hash_encrypted)?,
         phone: row
             .phone_encrypted
             .as_deref()
-            .map(|p| open_field(ring, row.id, PHONE, p))
+            .map(|p| open_field(ring, row, PHONE, p))
             .transpose()?,
         session_data: row
             .session_data_encrypted
             .as_deref()
-            .map(|d| open_field(ring, row.id, SESSION_DATA, d))
+            .map(|d| open_field(ring, row, SESSION_DATA, d))
             .transpose()?,
     })
 }

@@ -11,7 +11,8 @@ use crate::crypto::{KeyRing, random_hex};
 
 use super::model::{SealedRow, SessionInput, SessionMeta, SessionPatch, Upserted};
 use super::seal::{
-    Plain, SEALED_FIELDS, Sealed, open_row, ring_for, seal_row, secret_bytes, slice_bytes,
+    Place, Plain, SEALED_FIELDS, Sealed, check_seal_ring, open_row, ring_for, seal_row,
+    secret_bytes, slice_bytes,
 };
 use crate::db::activity::{self, ActivityType, AuditContext, Event};
 use crate::db::error::DbError;
@@ -33,11 +34,38 @@ pub async fn upsert(
     input: &SessionInput,
 ) -> Result<Upserted, DbError> {
     input.validate()?;
-    let seal_ring = vault.reserve(conn, SEALED_FIELDS).await?;
+    let mut refused = 0;
+    loop {
+        match upsert_once(conn, vault, ctx, input).await {
+            Err(DbError::StaleKey) if refused < STALE_KEY_RETRIES => {
+                refused += 1;
+                vault.reload_after_refusal(conn).await?;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// How often a write refused under a key no longer live (or sealed with a
+/// ring older than the one just reloaded) is sealed again with a fresh ring.
+const STALE_KEY_RETRIES: u32 = 3;
+
+async fn upsert_once(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    ctx: &AuditContext,
+    input: &SessionInput,
+) -> Result<Upserted, DbError> {
+    let first_ring = vault.reserve(conn, SEALED_FIELDS).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
+        let mut seal_ring = first_ring;
         // An insert that loses a race to a concurrent insert of the same
         // user_id finds nothing to return; the next pass updates that row.
-        for _ in 0..UPSERT_ATTEMPTS {
+        for attempt in 0..UPSERT_ATTEMPTS {
+            // Every pass seals anew: each counts against the nonce budget.
+            if attempt > 0 {
+                seal_ring = vault.reserve(conn, SEALED_FIELDS).await?;
+            }
             let existing = user_sessions::table
                 .filter(user_sessions::user_id.eq(&input.user_id))
                 .select((SealedRow::as_select(), user_sessions::session_id))
@@ -83,9 +111,14 @@ async fn insert_new(
     // Random (v4), not time-ordered: the id says nothing about when it was made.
     let id = Uuid::new_v4();
     let session_id = input.session_id.clone().unwrap_or_else(|| random_hex(16));
+    let place = Place {
+        id,
+        user_id: &input.user_id,
+        session_id: &session_id,
+    };
     let sealed = seal_row(
         ring,
-        id,
+        place,
         &Plain {
             api_hash: secret_bytes(&input.api_hash),
             phone: input.phone.as_ref().map(secret_bytes),
@@ -140,6 +173,7 @@ async fn update_existing(
     // Every ciphertext of a row is under the row's one data key, so fields
     // not being replaced are re-sealed under the primary too.
     let open_ring = ring_for(conn, vault, row).await?;
+    check_seal_ring(vault, seal_ring)?;
     let stored = open_row(&open_ring, row)?;
     let plain = Plain {
         api_hash: secret_bytes(&input.api_hash),
@@ -152,7 +186,12 @@ async fn update_existing(
             None => stored.session_data,
         },
     };
-    let sealed = seal_row(seal_ring, row.id, &plain);
+    // A changed session_id is a changed lookup key: sealed for the new one.
+    let place = Place {
+        session_id: input.session_id.as_deref().unwrap_or(&row.session_id),
+        ..Place::of(row)
+    };
+    let sealed = seal_row(seal_ring, place, &plain);
     let optional = OptionalFields {
         session_id: input.session_id.as_deref(),
         username: input.username.as_deref(),
@@ -319,6 +358,25 @@ pub async fn put_session_data(
     data: &SecretSlice<u8>,
 ) -> Result<SessionMeta, DbError> {
     validate::session_data(data.expose_secret())?;
+    let mut refused = 0;
+    loop {
+        match put_session_data_once(conn, vault, ctx, session_id, data).await {
+            Err(DbError::StaleKey) if refused < STALE_KEY_RETRIES => {
+                refused += 1;
+                vault.reload_after_refusal(conn).await?;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn put_session_data_once(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    ctx: &AuditContext,
+    session_id: &str,
+    data: &SecretSlice<u8>,
+) -> Result<SessionMeta, DbError> {
     let seal_ring = vault.reserve(conn, SEALED_FIELDS).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
         let row = user_sessions::table
@@ -328,9 +386,10 @@ pub async fn put_session_data(
             .first(conn)
             .await?;
         let open_ring = ring_for(conn, vault, &row).await?;
+        check_seal_ring(vault, &seal_ring)?;
         let mut plain = open_row(&open_ring, &row)?;
         plain.session_data = Some(slice_bytes(data));
-        let sealed = seal_row(&seal_ring, row.id, &plain);
+        let sealed = seal_row(&seal_ring, Place::of(&row), &plain);
         let meta = write_sealed(conn, row.id, &sealed).await?;
         let details = json!({
             "bytes": data.expose_secret().len(),
