@@ -71,8 +71,12 @@ enum Command {
 
 /// Runs the command line and turns the outcome into the process exit code.
 pub fn main() -> ExitCode {
-    config::load_dotenv();
+    let dotenv = config::load_dotenv();
     let cli = Cli::parse();
+    if let Err(e) = dotenv {
+        eprintln!("error: {e}");
+        return ExitCode::from(CliError::CONFIG);
+    }
     config::init_logging(config::log_format(&ProcessEnv));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,6 +13,7 @@ pub mod fuzzing;
 mod kdf;
 mod key_ring;
 mod master_key;
+pub mod private_file;
 
 pub use data_key::{DataKey, DataKeyId, WrappedDataKey};
 pub use error::{DecryptError, KeyError};
