@@ -64,6 +64,23 @@ impl AppError {
         }
     }
 
+    /// A 403 for a route that accepts any of `scopes`; `required_scope`
+    /// names the first (the one a general-purpose token would hold).
+    pub fn forbidden_any(scopes: &[crate::db::tokens::Scope], first: &'static str) -> Self {
+        if scopes.len() < 2 {
+            return Self::forbidden(first);
+        }
+        let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        Self {
+            extra: Some(("required_scope", first.to_owned())),
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token lacks the scope {}", names.join(" or ")),
+            )
+        }
+    }
+
     pub fn unsupported_media_type(expected: &str) -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -15,13 +15,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::db::activity::{self, Activity};
 use crate::db::sessions::{
-    self, ListQuery, Page, SessionInput, SessionMeta, SessionPatch, Upserted,
+    self, BootSelection, ListQuery, Page, SessionInput, SessionMeta, SessionPatch, Upserted,
 };
 
-use super::auth::{Auth, List, Read, Write};
+use super::auth::{Auth, List, ListOrBoot, ReadOrBoot, Write};
 use super::error::{AppError, AppResult};
 use super::extract::{JsonBody, QueryParams, path_id};
 use super::{App, ErrorBody};
+use crate::db::tokens::Scope;
 
 /// A session to create or update, keyed by `user_id`.
 #[derive(Deserialize, ToSchema)]
@@ -150,17 +151,29 @@ pub struct SessionWithCredentials {
     session_data: Option<Revealed>,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// This read starts the tenant's agent (`vibee-sessions boot --api-url`):
+    /// active sessions only (409 `session_inactive` otherwise), audited as
+    /// `boot_load` in the same transaction that stamps `last_seen_at`, so a
+    /// read-only token is all an agent host needs.
+    boot: Option<bool>,
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/sessions/{id}",
     tag = "sessions",
-    params(("id" = String, Path, description = "the user_id")),
-    security(("bearer" = ["sessions:read"])),
+    params(("id" = String, Path, description = "the user_id"), ReadParams),
+    security(("bearer" = ["sessions:read"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 200, description = "The session with its decrypted credentials (an audited read)", body = SessionWithCredentials),
+        (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:read (or sessions:boot)", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "`boot=true` and the session is deactivated", body = ErrorBody),
         (status = 422, description = "Invalid user_id", body = ErrorBody),
         (status = 500, description = "Stored data failed its integrity check", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -169,18 +182,24 @@ pub struct SessionWithCredentials {
 pub async fn get(
     State(app): State<App>,
     Path(user_id): Path<String>,
-    auth: Auth<Read>,
+    auth: Auth<ReadOrBoot>,
+    QueryParams(params): QueryParams<ReadParams>,
 ) -> AppResult<Json<SessionWithCredentials>> {
     path_id("user_id", &user_id)?;
-    let found = {
-        let mut conn = app.conn().await?;
-        sessions::read_credentials(&mut conn, &app.vault, &user_id).await?
+    let found = if params.boot.unwrap_or(false) {
+        boot_load(&app, &auth, &user_id).await?
+    } else {
+        let found = {
+            let mut conn = app.conn().await?;
+            sessions::read_credentials(&mut conn, &app.vault, &user_id).await?
+        };
+        // Queued before the response is sent; the connection is back in the pool
+        // by now, so a full queue makes readers wait without starving the writer.
+        app.audit
+            .record(&auth.audit, sessions::credentials_read_event(&found.meta))
+            .await?;
+        found
     };
-    // Queued before the response is sent; the connection is back in the pool
-    // by now, so a full queue makes readers wait without starving the writer.
-    app.audit
-        .record(&auth.audit, sessions::credentials_read_event(&found.meta))
-        .await?;
     let creds = found.credentials;
     Ok(Json(SessionWithCredentials {
         session: found.meta,
@@ -190,6 +209,41 @@ pub async fn get(
             .session_data
             .map(|d| Revealed(SecretString::from(BASE64.encode(d.expose_secret())))),
     }))
+}
+
+fn inactive() -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        "session_inactive",
+        "the session is deactivated; an agent is not started for it",
+    )
+}
+
+/// The boot loader's read, as in database mode: the `boot_load` audit row
+/// and the `last_seen_at` stamp commit together before the secret leaves.
+async fn boot_load(
+    app: &App,
+    auth: &Auth<ReadOrBoot>,
+    user_id: &str,
+) -> AppResult<sessions::Session> {
+    app.audit.flush().await?;
+    let mut conn = app.conn().await?;
+    if !sessions::get_meta(&mut conn, user_id).await?.is_active {
+        return Err(inactive());
+    }
+    let mut page = sessions::load_for_boot(
+        &mut conn,
+        &app.vault,
+        &auth.audit,
+        BootSelection::User(user_id),
+    )
+    .await
+    .map_err(|e| match e {
+        // Deactivated (or purged) between the two reads.
+        crate::db::DbError::NotFound => inactive(),
+        other => other.into(),
+    })?;
+    Ok(page.sessions.remove(0))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -210,7 +264,7 @@ pub struct ListParams {
     path = "/api/v1/sessions",
     tag = "sessions",
     params(ListParams),
-    security(("bearer" = ["sessions:list"])),
+    security(("bearer" = ["sessions:list"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 200, description = "A page of sessions, metadata only", body = Page),
         (status = 400, description = "Invalid query", body = ErrorBody),
@@ -222,9 +276,13 @@ pub struct ListParams {
 )]
 pub async fn list(
     State(app): State<App>,
-    _auth: Auth<List>,
+    auth: Auth<ListOrBoot>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<Page>> {
+    // An agent host lists what it may start: active sessions only.
+    if params.include_inactive == Some(true) && !auth.token.allows(Scope::SessionsList) {
+        return Err(AppError::forbidden(Scope::SessionsList.as_str()));
+    }
     let limit = params.limit.unwrap_or(100);
     if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
