@@ -632,3 +632,44 @@ async fn all_tenants_from_the_api_page_by_page_into_exec_with_a_boot_token() {
     );
     assert_eq!(r.status, 403);
 }
+
+/// The snippets of docs/MULTI_TENANT_SETUP.md that read and close
+/// `VIBEE_SESSIONS_FD`, as written: after them the agent holds the tenants
+/// and no longer holds the descriptor (so nothing it starts inherits it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_memory_file_snippets_read_and_close_it() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/MULTI_TENANT_SETUP.md"),
+    )
+    .unwrap();
+    let section = &doc[doc.find("### Read the memory file").expect("the section")..];
+    let block = |fence: &str| {
+        let start = section.find(fence).unwrap() + fence.len();
+        section[start..][..section[start..].find("```").unwrap()].to_owned()
+    };
+    let (python, shell) = (block("```python\n"), block("```sh\n"));
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    seed(&db, &key, &["a", "b"]).await;
+    let python_agent = format!(
+        "{python}\nfd_was = {fd}\ntry:\n    os.fstat(fd_was)\n    print('still open')\nexcept OSError:\n    \
+         print('closed', len(tenants), 'VIBEE_SESSIONS_FD' in os.environ)\n",
+        fd = "fd"
+    );
+    let o = db_bin(&db, &key)
+        .args(["boot", "--all", "--exec", "--", "python3", "-c", &python_agent])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "closed 2 False");
+    let shell_agent = format!(
+        "fd=$VIBEE_SESSIONS_FD\n{shell}\nif [ -e /proc/$$/fd/$fd ]; then echo still open; \
+         else printf 'closed %s\\n' \"$(printf '%s' \"$tenants\" | grep -o '\"user_id\"' | wc -l)\"; fi\n"
+    );
+    let o = db_bin(&db, &key)
+        .args(["boot", "--all", "--exec", "--", "bash", "-c", &shell_agent])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "closed 2");
+}
