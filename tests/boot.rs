@@ -657,7 +657,15 @@ async fn the_documented_memory_file_snippets_read_and_close_it() {
         fd = "fd"
     );
     let o = db_bin(&db, &key)
-        .args(["boot", "--all", "--exec", "--", "python3", "-c", &python_agent])
+        .args([
+            "boot",
+            "--all",
+            "--exec",
+            "--",
+            "python3",
+            "-c",
+            &python_agent,
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));

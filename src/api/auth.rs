@@ -102,7 +102,10 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
 
 /// The token a presented secret belongs to: from the cache of verified tokens
 /// when it is fresh (no database round trip), else from the database.
-async fn authenticate(app: &App, presented: &str) -> Result<Option<TokenIdentity>, AppError> {
+pub(super) async fn authenticate(
+    app: &App,
+    presented: &str,
+) -> Result<Option<TokenIdentity>, AppError> {
     let Some(digest) = tokens::digest(presented) else {
         return Ok(None);
     };

@@ -33,6 +33,7 @@ use utoipa_axum::routes;
 
 pub use auth::TokenUses;
 pub use error::{AppError, AppResult};
+pub use ops::spawn_gauge_refresh;
 
 use crate::db::activity::AuditQueue;
 use crate::db::tokens::TokenCache;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub audit: AuditQueue,
     /// Verified tokens, kept briefly and emptied on every revocation.
     pub token_cache: Arc<TokenCache>,
+    /// When set, `/metrics` needs it (or an admin token) as a bearer token.
+    pub metrics_token: Option<secrecy::SecretString>,
     openapi_json: String,
     token_uses: TokenUses,
 }
@@ -59,12 +62,14 @@ impl AppState {
         vault: Arc<Vault>,
         audit: AuditQueue,
         token_cache: Arc<TokenCache>,
+        metrics_token: Option<secrecy::SecretString>,
     ) -> App {
         Arc::new(Self {
             pool,
             vault,
             audit,
             token_cache,
+            metrics_token,
             metrics: metrics_handle(),
             openapi_json: openapi_json(),
             token_uses: TokenUses::default(),

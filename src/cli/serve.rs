@@ -94,8 +94,18 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     let token_cache = Arc::new(TokenCache::default());
     let token_watcher = tokens::spawn_token_watcher(target.clone(), token_cache.clone());
     let (audit, audit_writer) = AuditQueue::spawn(pool.clone());
-    let app = AppState::new(pool.clone(), vault, audit.clone(), token_cache);
+    let metrics_token = env.get("METRICS_TOKEN").map(secrecy::SecretString::from);
+    let metrics_refresh =
+        Duration::from_secs(config::number(env, "METRICS_REFRESH_SECS", 15, 1, 3600)?);
+    let app = AppState::new(
+        pool.clone(),
+        vault,
+        audit.clone(),
+        token_cache,
+        metrics_token,
+    );
     let upkeep = api::spawn_metrics_upkeep(app.metrics.clone(), Duration::from_secs(5));
+    let gauges = api::spawn_gauge_refresh(app.clone(), metrics_refresh);
     let settings = ApiSettings {
         hsts: tls.is_some(),
         ..api_settings
@@ -161,6 +171,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     served.map_err(|e| CliError::failure(format!("cannot serve on {addr}: {e}")))?;
     watcher.abort();
     upkeep.abort();
+    gauges.abort();
     token_watcher.abort();
     pool.close();
     tracing::info!("stopped");
