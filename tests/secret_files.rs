@@ -206,3 +206,73 @@ async fn boot_in_database_mode_is_not_readable_by_its_own_user() {
         String::from_utf8_lossy(&probe.stderr)
     );
 }
+
+/// Plain text across a network is warned about at start, naming the setting
+/// and the fix: `sslmode=prefer` (the default) to a remote host name, and
+/// `boot --api-url http://` to a host other than loopback. Loopback is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn cleartext_to_a_remote_host_is_warned_about_at_start() {
+    let db = TestDb::new().await;
+    // A remote name, reached through hostaddr on loopback: no packet leaves.
+    assert!(
+        db.url.contains("@127.0.0.1:"),
+        "the test database is on 127.0.0.1"
+    );
+    let remote = format!(
+        "{}{}hostaddr=127.0.0.1",
+        db.url.replace("@127.0.0.1:", "@db.internal.example:"),
+        if db.url.contains('?') { "&" } else { "?" }
+    );
+    let list = |url: &str| {
+        bin()
+            .env("DATABASE_URL", url)
+            .args(["session", "list", "--json"])
+            .output()
+            .unwrap()
+    };
+    let o = list(&remote);
+    assert!(o.status.success(), "{}", err(&o));
+    let e = err(&o);
+    assert!(
+        e.contains("db.internal.example")
+            && e.contains("sslmode=prefer")
+            && e.contains("verify-full"),
+        "{e}"
+    );
+    let o = list(&db.url);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(
+        !err(&o).contains("sslmode="),
+        "loopback is not warned about: {}",
+        err(&o)
+    );
+    let o = list(&format!("{remote}&sslmode=disable"));
+    assert!(err(&o).contains("sslmode=disable"), "{}", err(&o));
+
+    // boot --api-url: warned before anything else (here the missing token
+    // stops it, so nothing is sent anywhere).
+    let boot = |url: &str| {
+        bin()
+            .args(["boot", "--user-id", "u1", "--api-url", url])
+            .output()
+            .unwrap()
+    };
+    let o = boot("http://sessions.internal.example:8080");
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(
+        err(&o).contains("plain http:// to sessions.internal.example")
+            && err(&o).contains("https://"),
+        "{}",
+        err(&o)
+    );
+    for quiet in [
+        "http://127.0.0.1:8080",
+        "http://[::1]:8080",
+        "http://localhost:1",
+        "https://sessions.internal.example",
+    ] {
+        let o = boot(quiet);
+        assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+        assert!(!err(&o).contains("plain http://"), "{quiet}: {}", err(&o));
+    }
+}

@@ -26,6 +26,26 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 const PAGE: u32 = 500;
 
+/// A warning for a plain `http://` URL to a host other than loopback: the
+/// token and every credential would cross the network in the clear.
+pub fn cleartext_warning(base: &str) -> Option<String> {
+    let rest = base.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    if crate::db::is_loopback_name(host) {
+        return None;
+    }
+    Some(format!(
+        "--api-url (VIBEE_API_URL) is plain http:// to {host}: the token and every tenant's \
+         credentials cross the network in the clear; use https:// (serve with TLS_CERT_FILE \
+         and TLS_KEY_FILE, or behind a TLS proxy)"
+    ))
+}
+
 /// `GET /api/v1/sessions/{user_id}`.
 #[derive(Deserialize)]
 struct Credentials {

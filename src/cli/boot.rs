@@ -109,7 +109,14 @@ fn token(env: &dyn Env) -> Result<SecretString, CliError> {
 
 fn source(args: &BootArgs, env: &dyn Env) -> Result<Source, CliError> {
     match &args.api_url {
-        Some(url) => Ok(Source::Api(ApiSource::new(url, token(env)?)?)),
+        Some(url) => {
+            // The URL (and its cleartext warning) before the token: a
+            // misconfigured host hears about both.
+            if let Some(warning) = crate::boot::api::cleartext_warning(url.trim_end_matches('/')) {
+                tracing::warn!("{warning}");
+            }
+            Ok(Source::Api(ApiSource::new(url, token(env)?)?))
+        }
         None => Ok(Source::Database),
     }
 }
