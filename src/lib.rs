@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 mod crypto_provider;
 pub mod db;
+pub mod domain;
 pub mod envfile;
 pub mod hardening;
 pub mod rotation;

@@ -1,16 +1,16 @@
 //! `/api/v1/sessions/{session_id}/data`: the MTProto session blob as raw
 //! bytes, so a bridge keeps its auth key here instead of in a plaintext file.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretSlice};
 
-use crate::db::sessions;
+use crate::domain::SessionId;
 
 use super::auth::{Auth, Read, Write};
 use super::error::{AppError, AppResult};
-use super::extract::{OctetStream, path_id};
+use super::extract::{OctetStream, PathId};
 use super::{App, ErrorBody};
 
 #[utoipa::path(
@@ -30,28 +30,23 @@ use super::{App, ErrorBody};
 )]
 pub async fn get(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Read>,
+    PathId(session_id): PathId<SessionId>,
 ) -> AppResult<Response> {
-    path_id("session_id", &session_id)?;
-    let read = {
-        let mut conn = app.conn().await?;
-        sessions::read_session_data(&mut conn, &app.vault, &session_id).await?
-    };
-    let read = read.ok_or_else(|| {
+    let data = app.store.session_data(&auth.audit, &session_id).await?;
+    let data = data.ok_or_else(|| {
         AppError::new(
             StatusCode::NOT_FOUND,
             "no_session_data",
             "this session has no session data stored",
         )
     })?;
-    app.audit.record(&auth.audit, read.event()).await?;
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         )],
-        read.data.expose_secret().to_vec(),
+        data.expose_secret().to_vec(),
     )
         .into_response())
 }
@@ -76,14 +71,13 @@ pub async fn get(
 )]
 pub async fn put(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Write>,
+    PathId(session_id): PathId<SessionId>,
     OctetStream(body): OctetStream,
 ) -> AppResult<StatusCode> {
-    path_id("session_id", &session_id)?;
     let data = SecretSlice::from(body.to_vec());
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    sessions::put_session_data(&mut conn, &app.vault, &auth.audit, &session_id, &data).await?;
+    app.store
+        .put_session_data(&auth.audit, &session_id, &data)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,6 +5,7 @@ mod auth;
 mod blob;
 mod error;
 mod extract;
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod middleware;
@@ -37,15 +38,14 @@ pub use ops::spawn_gauge_refresh;
 
 use crate::db::activity::AuditQueue;
 use crate::db::tokens::TokenCache;
-use crate::db::{Pool, PooledConnection, Vault};
+use crate::db::{Pool, PooledConnection, Store, Vault};
 
 /// Everything a handler needs, shared by all requests.
 pub struct AppState {
-    pub pool: Pool,
-    pub vault: Arc<Vault>,
+    /// Sessions, keys and the audit queue: every audited read and every
+    /// write goes through it (see `db::Store`).
+    pub store: Store,
     pub metrics: PrometheusHandle,
-    /// Audit events of reads, written in batches (see `db::activity::AuditQueue`).
-    pub audit: AuditQueue,
     /// Verified tokens, kept briefly and emptied on every revocation.
     pub token_cache: Arc<TokenCache>,
     /// When set, `/metrics` needs it (or an admin token) as a bearer token.
@@ -65,9 +65,7 @@ impl AppState {
         metrics_token: Option<secrecy::SecretString>,
     ) -> App {
         Arc::new(Self {
-            pool,
-            vault,
-            audit,
+            store: Store::new(pool, vault, audit),
             token_cache,
             metrics_token,
             metrics: metrics_handle(),
@@ -77,7 +75,7 @@ impl AppState {
     }
 
     pub async fn conn(&self) -> AppResult<PooledConnection> {
-        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
+        Ok(self.store.conn().await?)
     }
 }
 
@@ -174,7 +172,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Drains recorded histogram samples into their buckets every `period`.
 /// Without it (`install_recorder` spawns nothing) every sample of
 /// `http_request_duration_seconds` stays in memory until `/metrics` is
-/// scraped: a server nobody scrapes grew by ~20 bytes a request (soak, issue 7).
+/// scraped: a server nobody scrapes grew by ~20 bytes a request (seen in a soak run).
 pub fn spawn_metrics_upkeep(
     handle: PrometheusHandle,
     period: Duration,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::keys::{self, KeyStatus};
-use crate::db::stats::{self, Stats};
+use crate::db::stats::Stats;
 
 use super::auth::{Admin, AnyToken, Auth, List};
 use super::error::{AppError, AppResult};
@@ -42,7 +42,7 @@ pub async fn readyz(State(app): State<App>) -> AppResult<Json<Health>> {
         .await
         .map_err(crate::db::DbError::from)?;
     // The ring is loaded before the server starts; a primary is always present.
-    let _ = app.vault.ring().primary_id();
+    let _ = app.store.vault().ring().primary_id();
     Ok(Json(Health { status: "ready" }))
 }
 
@@ -60,7 +60,7 @@ pub async fn metrics(State(app): State<App>, headers: HeaderMap) -> AppResult<Re
     if let Some(expected) = &app.metrics_token {
         authorize_scrape(&app, expected, &headers).await?;
     }
-    let status = app.pool.status();
+    let status = app.store.pool_status();
     metrics::gauge!("vibee_db_pool_connections").set(status.size as f64);
     metrics::gauge!("vibee_db_pool_available").set(status.available as f64);
     metrics::gauge!("vibee_db_pool_waiting").set(status.waiting as f64);
@@ -110,9 +110,7 @@ async fn authorize_scrape(
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]
 pub async fn stats(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<Stats>> {
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    Ok(Json(stats::stats(&mut conn).await?))
+    Ok(Json(app.store.stats().await?))
 }
 
 /// Encryptions and rows per data key (the nonce budget) and this process's
@@ -131,8 +129,9 @@ pub fn spawn_gauge_refresh(app: App, period: std::time::Duration) -> tokio::task
 }
 
 async fn record_key_gauges(app: &App) {
-    metrics::gauge!("vibee_primary_data_key_id").set(f64::from(app.vault.ring().primary_id().0));
-    let Ok(mut conn) = app.pool.get().await else {
+    metrics::gauge!("vibee_primary_data_key_id")
+        .set(f64::from(app.store.vault().ring().primary_id().0));
+    let Ok(mut conn) = app.store.conn().await else {
         return;
     };
     match keys::key_status(&mut conn).await {
@@ -140,7 +139,7 @@ async fn record_key_gauges(app: &App) {
             for k in keys {
                 let labels = [
                     ("data_key_id", k.id.to_string()),
-                    ("state", k.state.clone()),
+                    ("state", k.state.as_str().to_owned()),
                 ];
                 metrics::gauge!("vibee_data_key_encryptions", &labels).set(k.encryptions as f64);
                 metrics::gauge!("vibee_data_key_rows", &labels).set(k.rows as f64);
@@ -169,7 +168,7 @@ pub async fn keys(State(app): State<App>, _auth: Auth<Admin>) -> AppResult<Json<
     let mut conn = app.conn().await?;
     let keys = keys::key_status(&mut conn).await?;
     Ok(Json(KeysView {
-        kek_id: app.vault.master().current().kek_id().to_string(),
+        kek_id: app.store.vault().master().current().kek_id().to_string(),
         keys,
     }))
 }

@@ -2,7 +2,7 @@
 //! partial update, deactivate or purge, and the audit trail.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -13,14 +13,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::activity::{self, Activity};
+use crate::db::activity::Activity;
 use crate::db::sessions::{
-    self, BootSelection, ListQuery, Page, SessionInput, SessionMeta, SessionPatch, Upserted,
+    self, ListQuery, Page, SessionInput, SessionMeta, SessionPatch, Upserted,
 };
+
+use crate::domain::{SessionId, UserId, decode_session_data};
 
 use super::auth::{Auth, List, ListOrBoot, ReadOrBoot, Write};
 use super::error::{AppError, AppResult};
-use super::extract::{JsonBody, QueryParams, path_id};
+use super::extract::{JsonBody, PathId, QueryParams};
 use super::{App, ErrorBody};
 use crate::db::tokens::Scope;
 
@@ -64,9 +66,7 @@ pub struct CreateSession {
 }
 
 fn decode_blob(encoded: &SecretString) -> AppResult<SecretSlice<u8>> {
-    BASE64
-        .decode(encoded.expose_secret().trim())
-        .map(SecretSlice::from)
+    decode_session_data(encoded.expose_secret())
         .map_err(|_| AppError::invalid_field("session_data", "session_data must be valid base64"))
 }
 
@@ -114,9 +114,7 @@ pub async fn upsert(
     JsonBody(body): JsonBody<CreateSession>,
 ) -> AppResult<Response> {
     let input = body.into_input()?;
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    let outcome = sessions::upsert(&mut conn, &app.vault, &auth.audit, &input).await?;
+    let outcome = app.store.upsert(&auth.audit, &input).await?;
     let (status, meta) = match outcome {
         Upserted::Created(m) => (StatusCode::CREATED, m),
         Upserted::Updated(m) => (StatusCode::OK, m),
@@ -181,24 +179,18 @@ pub struct ReadParams {
 )]
 pub async fn get(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     auth: Auth<ReadOrBoot>,
+    PathId(user_id): PathId<UserId>,
     QueryParams(params): QueryParams<ReadParams>,
 ) -> AppResult<Json<SessionWithCredentials>> {
-    path_id("user_id", &user_id)?;
     let found = if params.boot.unwrap_or(false) {
-        boot_load(&app, &auth, &user_id).await?
+        app.store
+            .boot_load(&auth.audit, &user_id)
+            .await?
+            .ok_or_else(inactive)?
     } else {
-        let found = {
-            let mut conn = app.conn().await?;
-            sessions::read_credentials(&mut conn, &app.vault, &user_id).await?
-        };
-        // Queued before the response is sent; the connection is back in the pool
-        // by now, so a full queue makes readers wait without starving the writer.
-        app.audit
-            .record(&auth.audit, sessions::credentials_read_event(&found.meta))
-            .await?;
-        found
+        // Audited: the read is queued before the response is sent.
+        app.store.credentials(&auth.audit, &user_id).await?
     };
     let creds = found.credentials;
     Ok(Json(SessionWithCredentials {
@@ -217,33 +209,6 @@ fn inactive() -> AppError {
         "session_inactive",
         "the session is deactivated; an agent is not started for it",
     )
-}
-
-/// The boot loader's read, as in database mode: the `boot_load` audit row
-/// and the `last_seen_at` stamp commit together before the secret leaves.
-async fn boot_load(
-    app: &App,
-    auth: &Auth<ReadOrBoot>,
-    user_id: &str,
-) -> AppResult<sessions::Session> {
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    if !sessions::get_meta(&mut conn, user_id).await?.is_active {
-        return Err(inactive());
-    }
-    let mut page = sessions::load_for_boot(
-        &mut conn,
-        &app.vault,
-        &auth.audit,
-        BootSelection::User(user_id),
-    )
-    .await
-    .map_err(|e| match e {
-        // Deactivated (or purged) between the two reads.
-        crate::db::DbError::NotFound => inactive(),
-        other => other.into(),
-    })?;
-    Ok(page.sessions.remove(0))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -293,24 +258,22 @@ pub async fn list(
     // The cursor is a user_id: held to the same rules before it reaches a
     // query (a NUL byte in it was a 500: PostgreSQL refuses NUL in text).
     if let Some(cursor) = &params.cursor {
-        path_id("user_id", cursor).map_err(|_| {
+        UserId::parse(cursor.as_str()).map_err(|_| {
             AppError::invalid_field(
                 "cursor",
                 "cursor must be the next_cursor of a previous page",
             )
         })?;
     }
-    let mut conn = app.conn().await?;
-    let page = sessions::list(
-        &mut conn,
-        &ListQuery {
+    let page = app
+        .store
+        .list(&ListQuery {
             limit,
             after: params.cursor,
             include_inactive: params.include_inactive.unwrap_or(false),
             is_authorized: params.is_authorized,
-        },
-    )
-    .await?;
+        })
+        .await?;
     Ok(Json(page))
 }
 
@@ -373,15 +336,15 @@ impl PatchSession {
 )]
 pub async fn patch(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     auth: Auth<Write>,
+    PathId(user_id): PathId<UserId>,
     JsonBody(body): JsonBody<PatchSession>,
 ) -> AppResult<Json<SessionMeta>> {
-    path_id("user_id", &user_id)?;
     let patch = body.into_patch();
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    let meta = sessions::update_metadata(&mut conn, &auth.audit, &user_id, &patch).await?;
+    let meta = app
+        .store
+        .update_metadata(&auth.audit, &user_id, &patch)
+        .await?;
     Ok(Json(meta))
 }
 
@@ -409,17 +372,14 @@ pub struct DeleteParams {
 )]
 pub async fn delete(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Write>,
+    PathId(session_id): PathId<SessionId>,
     QueryParams(params): QueryParams<DeleteParams>,
 ) -> AppResult<StatusCode> {
-    path_id("session_id", &session_id)?;
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
     if params.purge.unwrap_or(false) {
-        sessions::purge(&mut conn, &auth.audit, &session_id).await?;
+        app.store.purge(&auth.audit, &session_id).await?;
     } else {
-        sessions::deactivate(&mut conn, &auth.audit, &session_id).await?;
+        app.store.deactivate(&auth.audit, &session_id).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -456,11 +416,10 @@ pub struct ActivityPage {
 )]
 pub async fn activity(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     _auth: Auth<List>,
+    PathId(user_id): PathId<UserId>,
     QueryParams(params): QueryParams<ActivityParams>,
 ) -> AppResult<Json<ActivityPage>> {
-    path_id("user_id", &user_id)?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(AppError::invalid_field(
@@ -468,10 +427,8 @@ pub async fn activity(
             "limit must be between 1 and 1000",
         ));
     }
-    // Read-your-writes: this process's queued audit events are in first.
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    let activity = activity::list_for_user(&mut conn, &user_id, params.before, limit).await?;
+    // Read-your-writes: the store flushes this process's queued events first.
+    let activity = app.store.activity(&user_id, params.before, limit).await?;
     let next_cursor = (activity.len() as i64 == limit)
         .then(|| activity.last().map(|a| a.id))
         .flatten();

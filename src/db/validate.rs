@@ -45,7 +45,7 @@ pub fn identifier(field: &'static str, value: &str) -> Result<(), Invalid> {
     {
         return Err(Invalid::new(
             field,
-            "may hold only letters, digits and _ - . : @ (and must not start with .)",
+            "may hold only letters, digits and _ - . : @, and must not start with .",
         ));
     }
     Ok(())
