@@ -58,6 +58,8 @@ impl RequiredScope for Admin {
 /// An authenticated caller holding scope `S`, and the audit context of the request.
 pub struct Auth<S> {
     pub audit: AuditContext,
+    /// This request's place under the token's concurrency limit.
+    _slot: tokio::sync::OwnedSemaphorePermit,
     /// The token itself, for a handler that narrows what a scope may see.
     pub token: TokenIdentity,
     _scope: PhantomData<S>,
@@ -84,6 +86,11 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
         {
             return Err(AppError::forbidden_any(S::SCOPES, first.as_str()));
         }
+        let slot = app.token_limits.try_enter(token.id).ok_or_else(|| {
+            AppError::too_many_requests(
+                "this token has too many requests in flight; retry after the others finish",
+            )
+        })?;
         if app.token_uses.due(token.id) {
             let mut conn = app.conn().await?;
             tokens::touch(&mut conn, token.id).await?;
@@ -94,6 +101,7 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
         };
         Ok(Self {
             audit,
+            _slot: slot,
             token,
             _scope: PhantomData,
         })
@@ -113,12 +121,24 @@ pub(super) async fn authenticate(
         metrics::counter!("vibee_token_cache_hits_total").increment(1);
         return Ok(Some(identity));
     }
+    if app.token_cache.known_unknown(&digest) {
+        metrics::counter!("vibee_token_unknown_cache_hits_total").increment(1);
+        return Ok(None);
+    }
     metrics::counter!("vibee_token_cache_misses_total").increment(1);
     let generation = app.token_cache.generation();
+    // At most a quarter of the pool checks tokens at once: a flood of bogus
+    // tokens waits here instead of holding every connection.
+    let _gate = app
+        .token_lookups
+        .acquire()
+        .await
+        .map_err(|_| AppError::internal())?;
     let mut conn = app.conn().await?;
     let found = tokens::authenticate(&mut conn, presented).await?;
-    if let Some(identity) = &found {
-        app.token_cache.insert(digest, identity.clone(), generation);
+    match &found {
+        Some(identity) => app.token_cache.insert(digest, identity.clone(), generation),
+        None => app.token_cache.insert_unknown(digest, generation),
     }
     Ok(found)
 }

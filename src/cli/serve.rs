@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
+use axum_server::accept::DefaultAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use clap::Args;
 
+use crate::api::limits::CappedAcceptor;
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::{self, Env};
 use crate::db::activity::AuditQueue;
@@ -25,6 +27,11 @@ pub struct ServeArgs {
     #[arg(long)]
     no_migrate: bool,
 }
+
+const H2_KEEPALIVE: Duration = Duration::from_secs(20);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const H2_MAX_STREAMS: u32 = 128;
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// How long in-flight requests may run on after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -51,6 +58,8 @@ fn limits(env: &dyn Env) -> Result<(ApiSettings, PoolSettings), CliError> {
         request_timeout: secs("HTTP_REQUEST_TIMEOUT_SECS", 30, 3600)?,
         body_timeout: secs("HTTP_BODY_TIMEOUT_SECS", 10, 3600)?,
         header_timeout: secs("HTTP_HEADER_TIMEOUT_SECS", 10, 3600)?,
+        max_connections: config::number(env, "HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
+        token_concurrency: config::number(env, "TOKEN_MAX_CONCURRENCY", 32, 1, 100_000)? as usize,
         ..ApiSettings::default()
     };
     let defaults = PoolSettings::default();
@@ -103,6 +112,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         audit.clone(),
         token_cache,
         metrics_token,
+        api_settings.token_concurrency,
     );
     let upkeep = api::spawn_metrics_upkeep(app.metrics.clone(), Duration::from_secs(5));
     let gauges = api::spawn_gauge_refresh(app.clone(), metrics_refresh);
@@ -111,6 +121,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         ..api_settings
     };
     let header_timeout = settings.header_timeout;
+    let max_connections = settings.max_connections;
     let router = api::router(app, &settings);
 
     let handle: Handle<SocketAddr> = Handle::new();
@@ -128,6 +139,16 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         .http_builder()
         .http1()
         .header_read_timeout(header_timeout);
+    // HTTP/2: a peer that stops answering pings is dropped, and one
+    // connection cannot open unbounded streams.
+    server
+        .http_builder()
+        .http2()
+        .keep_alive_interval(Some(H2_KEEPALIVE))
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
+    let capped = CappedAcceptor::new(DefaultAcceptor, max_connections);
     let served = match tls {
         Some((cert, key)) => {
             let config = RustlsConfig::from_pem_file(&cert, &key)
@@ -143,11 +164,16 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
                     )
                 })?;
             server
-                .acceptor(RustlsAcceptor::new(config))
+                .acceptor(RustlsAcceptor::new(config).acceptor(capped))
                 .serve(router.into_make_service())
                 .await
         }
-        None => server.serve(router.into_make_service()).await,
+        None => {
+            server
+                .acceptor(capped)
+                .serve(router.into_make_service())
+                .await
+        }
     };
     // Requests are done (or cut off after the drain period): write the audit
     // events still queued before the pool goes. A flush, not a wait for the

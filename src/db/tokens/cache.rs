@@ -49,6 +49,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct TokenCache {
     entries: Mutex<HashMap<[u8; 32], (TokenIdentity, Instant)>>,
+    /// Digests the database did not know (or knew as revoked), so a bogus
+    /// token presented again and again costs one query per TTL, not one per
+    /// request. Only ever denies; emptied on every announced token change.
+    unknown: Mutex<HashMap<[u8; 32], Instant>>,
     /// Whether the listener is connected and listening.
     live: AtomicBool,
     /// Bumped on every invalidation: a lookup that started before one must
@@ -71,6 +75,7 @@ impl TokenCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
             live: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             heard_ms: AtomicU64::new(0),
@@ -133,11 +138,36 @@ impl TokenCache {
         entries.insert(digest, (identity, Instant::now()));
     }
 
+    /// Whether `digest` was looked up and not found within the TTL.
+    pub fn known_unknown(&self, digest: &[u8; 32]) -> bool {
+        let unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        unknown
+            .get(digest)
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// Remembers a digest the database did not know, unless a token change
+    /// was announced since the lookup began (`generation`).
+    pub fn insert_unknown(&self, digest: [u8; 32], generation: u64) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if unknown.len() >= MAX_ENTRIES {
+            unknown.clear();
+        }
+        unknown.insert(digest, Instant::now());
+    }
+
     /// Forgets every token.
     pub fn invalidate(&self) {
         let mut entries = self.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.clear();
+        self.unknown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn set_live(&self, live: bool) {
