@@ -68,7 +68,14 @@ async fn the_same_bogus_token_costs_one_database_query() {
 async fn one_token_gets_429_past_its_concurrency_and_others_go_on() {
     let db = TestDb::new().await;
     let key = TestKey::generate();
-    let server = Server::start_with(&db, &key, &[("TOKEN_MAX_CONCURRENCY", "2")]);
+    let server = Server::start_with(
+        &db,
+        &key,
+        &[
+            ("TOKEN_MAX_CONCURRENCY", "2"),
+            ("TOKEN_QUEUE_WAIT_SECS", "0"),
+        ],
+    );
     let admin = create_token(&db, "admin", "admin");
     let other = create_token(&db, "other", "sessions:list");
     let api = server.client().with_token(&admin);

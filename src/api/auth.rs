@@ -86,7 +86,7 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
         {
             return Err(AppError::forbidden_any(S::SCOPES, first.as_str()));
         }
-        let slot = app.token_limits.try_enter(token.id).ok_or_else(|| {
+        let slot = app.token_limits.enter(token.id).await.ok_or_else(|| {
             AppError::too_many_requests(
                 "this token has too many requests in flight; retry after the others finish",
             )

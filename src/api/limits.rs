@@ -8,13 +8,15 @@
 //!   hold every pooled connection; identical bogus tokens are answered from
 //!   the negative cache (`db::tokens::TokenCache`) without a query at all;
 //! - a cap on requests in flight per token (`TOKEN_MAX_CONCURRENCY`): past it
-//!   a token gets 429 with `Retry-After`, and the others are unaffected.
+//!   a request waits (`TOKEN_QUEUE_WAIT_SECS`) for one of its token's slots,
+//!   then gets 429 with `Retry-After`; other tokens are unaffected.
 
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum_server::accept::Accept;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -114,23 +116,27 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
     }
 }
 
-/// Requests in flight per token.
+/// Requests in flight per token: past `per_token`, a request waits up to
+/// `wait` for a slot (as tower's `ConcurrencyLimit` would, but per token and
+/// bounded), then gets 429.
 pub struct TokenLimits {
     per_token: usize,
+    wait: Duration,
     slots: Mutex<HashMap<i64, Arc<Semaphore>>>,
 }
 
 impl TokenLimits {
-    pub fn new(per_token: usize) -> Self {
+    pub fn new(per_token: usize, wait: Duration) -> Self {
         Self {
             per_token,
+            wait,
             slots: Mutex::new(HashMap::new()),
         }
     }
 
-    /// A slot for one request of token `id`, or `None` when it has
-    /// `per_token` requests in flight already.
-    pub fn try_enter(&self, id: i64) -> Option<OwnedSemaphorePermit> {
+    /// A slot for one request of token `id`, or `None` when none came free
+    /// within the wait.
+    pub async fn enter(&self, id: i64) -> Option<OwnedSemaphorePermit> {
         let semaphore = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             // Tokens are few (operators make them); forget idle ones when
@@ -143,6 +149,10 @@ impl TokenLimits {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_token)))
                 .clone()
         };
-        semaphore.try_acquire_owned().ok()
+        // `timeout` polls first: a zero wait still takes a free slot.
+        match tokio::time::timeout(self.wait, semaphore.acquire_owned()).await {
+            Ok(Ok(permit)) => Some(permit),
+            _ => None,
+        }
     }
 }

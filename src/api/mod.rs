@@ -69,13 +69,14 @@ impl AppState {
         token_cache: Arc<TokenCache>,
         metrics_token: Option<secrecy::SecretString>,
         token_concurrency: usize,
+        token_queue_wait: Duration,
     ) -> App {
         let lookups = (pool.status().max_size / 4).max(1);
         Arc::new(Self {
             store: Store::new(pool, vault, audit),
             token_cache,
             metrics_token,
-            token_limits: limits::TokenLimits::new(token_concurrency),
+            token_limits: limits::TokenLimits::new(token_concurrency, token_queue_wait),
             token_lookups: tokio::sync::Semaphore::new(lookups),
             metrics: metrics_handle(),
             openapi_json: openapi_json(),
@@ -211,8 +212,10 @@ pub struct ApiSettings {
     /// Open connections at most (`HTTP_MAX_CONNECTIONS`); past it new ones
     /// are closed at once.
     pub max_connections: usize,
-    /// Requests in flight per token (`TOKEN_MAX_CONCURRENCY`); past it 429.
+    /// Requests in flight per token (`TOKEN_MAX_CONCURRENCY`); past it a
+    /// request waits up to `token_queue_wait`, then 429.
     pub token_concurrency: usize,
+    pub token_queue_wait: Duration,
     /// Send Strict-Transport-Security (when serving HTTPS).
     pub hsts: bool,
 }
@@ -225,6 +228,7 @@ impl Default for ApiSettings {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
             token_concurrency: 32,
+            token_queue_wait: Duration::from_secs(5),
             hsts: false,
         }
     }

@@ -60,6 +60,13 @@ fn limits(env: &dyn Env) -> Result<(ApiSettings, PoolSettings), CliError> {
         header_timeout: secs("HTTP_HEADER_TIMEOUT_SECS", 10, 3600)?,
         max_connections: config::number(env, "HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
         token_concurrency: config::number(env, "TOKEN_MAX_CONCURRENCY", 32, 1, 100_000)? as usize,
+        token_queue_wait: Duration::from_secs(config::number(
+            env,
+            "TOKEN_QUEUE_WAIT_SECS",
+            5,
+            0,
+            3600,
+        )?),
         ..ApiSettings::default()
     };
     let defaults = PoolSettings::default();
@@ -113,6 +120,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         token_cache,
         metrics_token,
         api_settings.token_concurrency,
+        api_settings.token_queue_wait,
     );
     let upkeep = api::spawn_metrics_upkeep(app.metrics.clone(), Duration::from_secs(5));
     let gauges = api::spawn_gauge_refresh(app.clone(), metrics_refresh);
