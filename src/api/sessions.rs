@@ -248,7 +248,7 @@ pub async fn list(
     if params.include_inactive == Some(true) && !auth.token.allows(Scope::SessionsList) {
         return Err(AppError::forbidden(Scope::SessionsList.as_str()));
     }
-    let limit = params.limit.unwrap_or(100);
+    let limit = params.limit.unwrap_or(sessions::DEFAULT_PAGE);
     if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
             "limit",
@@ -420,8 +420,8 @@ pub async fn activity(
     PathId(user_id): PathId<UserId>,
     QueryParams(params): QueryParams<ActivityParams>,
 ) -> AppResult<Json<ActivityPage>> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
+    let limit = params.limit.unwrap_or(sessions::DEFAULT_PAGE);
+    if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
             "limit",
             "limit must be between 1 and 1000",
