@@ -30,15 +30,20 @@ async fn the_same_bogus_token_costs_one_database_query() {
         .client()
         .with_token("vbs_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     let before = counter(&server, "vibee_token_cache_misses_total");
+    let started = std::time::Instant::now();
     for _ in 0..200 {
         assert_eq!(bogus.get("/api/v1/sessions").status, 401);
     }
+    // One lookup per 5 s TTL of the negative cache (a loaded machine may
+    // take longer than one TTL for the 200 requests).
+    let allowed = 1 + started.elapsed().as_secs() / 5;
     let after = counter(&server, "vibee_token_cache_misses_total");
-    assert_eq!(after - before, 1, "200 identical bogus tokens: one lookup");
-    assert_eq!(
-        counter(&server, "vibee_token_unknown_cache_hits_total"),
-        199
+    assert!(
+        after - before <= allowed,
+        "200 identical bogus tokens: {} lookups, at most {allowed} allowed",
+        after - before
     );
+    assert!(counter(&server, "vibee_token_unknown_cache_hits_total") >= 200 - allowed);
     // Distinct ones each cost a lookup (the counter counts what it says).
     for i in 0..20 {
         let r = server
