@@ -44,10 +44,30 @@ pub enum ConfigError {
     },
 }
 
-/// Reads `.env` from the working directory when there is one. Variables
-/// already set in the environment win.
-pub fn load_dotenv() {
-    let _ = dotenvy::dotenv();
+/// Reads `./.env` (the working directory only: never a parent's) when there
+/// is one, literally (`crate::envfile`: no `${VAR}` expansion). Variables
+/// already set in the environment win. The file must be owned by this user
+/// or root and writable by no one else, checked on the open file: whoever
+/// can write it chooses the database and the master key.
+pub fn load_dotenv() -> Result<(), String> {
+    use crate::crypto::private_file::{self, FileError, Rules};
+    let path = Path::new(".env");
+    let bytes = match private_file::read(path, "the .env file", Rules::Owned) {
+        Ok(b) => b,
+        Err(e) if matches!(&e.error, FileError::Unreadable { .. }) && !path.exists() => {
+            return Ok(());
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| "./.env is not UTF-8 text".to_owned())?;
+    let pairs = crate::envfile::parse(text).map_err(|e| format!("./.env: {e}"))?;
+    for (name, value) in pairs {
+        if std::env::var_os(&name).is_none() {
+            // SAFETY: called first thing in `main`, before any thread starts.
+            unsafe { std::env::set_var(&name, value.as_str()) };
+        }
+    }
+    Ok(())
 }
 
 /// A view of the environment, so tests can pass their own.

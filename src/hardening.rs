@@ -22,6 +22,25 @@ pub fn disable_core_dumps() -> std::io::Result<()> {
     Ok(())
 }
 
+/// `PR_SET_DUMPABLE` 0 alone, for `boot`: it holds the master key (database
+/// mode) or a token and every plaintext it hands out, so no process of the
+/// same user may `ptrace` it or read its `/proc/PID/mem` or `environ`. Unlike
+/// `RLIMIT_CORE` this is not inherited across `execve`: the agent it execs
+/// starts dumpable again, as any program does.
+#[cfg(target_os = "linux")]
+pub fn disable_dumpable() -> std::io::Result<()> {
+    // SAFETY: prctl takes plain values.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn disable_dumpable() -> std::io::Result<()> {
+    Ok(())
+}
+
 #[cfg(all(unix, not(target_os = "linux")))]
 pub fn disable_core_dumps() -> std::io::Result<()> {
     let zero = libc::rlimit {

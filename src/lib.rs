@@ -12,6 +12,7 @@ pub mod crypto;
 mod crypto_provider;
 pub mod db;
 pub mod domain;
+pub mod envfile;
 pub mod hardening;
 pub mod kek;
 pub mod rotation;

@@ -1,14 +1,12 @@
 //! `vibee-sessions boot`: every mode, format and source, through a real shell
-//! and a real `exec`, against a real database and a canned REST API.
+//! and a real `exec`, against a real database and a real `vibee-sessions serve`.
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use base64::Engine;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 
+use common::server::{Server, create_token};
 use common::{TestDb, TestKey, open_vault};
 use secrecy::{SecretSlice, SecretString};
 use serde_json::{Value, json};
@@ -395,229 +393,164 @@ async fn exec_hands_many_tenants_a_memory_file_past_a_pipe_buffer() {
     assert_eq!(doc[0]["api_hash"], HASH);
 }
 
-/// method, path, authorization header, body.
-type Request = (String, String, String, String);
-
-/// A canned REST API: answers `(method, path)` with `(status, body)` and
-/// records every request (method, path, authorization, body).
-struct FakeApi {
-    url: String,
-    log: Arc<Mutex<Vec<Request>>>,
-}
-
-impl FakeApi {
-    fn start(routes: Vec<(&str, &str, u16, Value)>) -> Self {
-        let routes: HashMap<(String, String), (u16, String)> = routes
-            .into_iter()
-            .map(|(m, p, s, b)| ((m.to_owned(), p.to_owned()), (s, b.to_string())))
-            .collect();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                listener.set_nonblocking(true).unwrap();
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (stream, _) = listener.accept().await.unwrap();
-                    let stream = stream.into_std().unwrap();
-                    stream.set_nonblocking(false).unwrap();
-                    let (routes, seen) = (routes.clone(), Arc::clone(&seen));
-                    tokio::task::spawn_blocking(move || answer(stream, &routes, &seen));
-                }
-            });
-        });
-        Self { url, log }
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-fn answer(
-    mut stream: std::net::TcpStream,
-    routes: &HashMap<(String, String), (u16, String)>,
-    seen: &Mutex<Vec<Request>>,
-) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).unwrap();
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.lines();
-    let mut first = lines.next().unwrap().split(' ');
-    let (method, path) = (
-        first.next().unwrap().to_owned(),
-        first.next().unwrap().to_owned(),
-    );
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| {
-                l.split_once(':')
-                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            })
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
-    };
-    let length: usize = header("content-length").parse().unwrap_or(0);
-    while buf.len() < head_end + length {
-        let n = stream.read(&mut chunk).unwrap();
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
-    seen.lock()
-        .unwrap()
-        .push((method.clone(), path.clone(), header("authorization"), body));
-    let (status, reply) = routes.get(&(method, path)).cloned().unwrap_or((
-        404,
-        json!({"error": "no such session", "code": "not_found"}).to_string(),
-    ));
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
-}
-
-fn api_session(user_id: &str, active: bool) -> Value {
-    json!({
-        "id": "5f1c1d2e-0000-4000-8000-000000000001", "user_id": user_id,
-        "session_id": format!("s-{user_id}"), "username": NASTY, "api_id": 99,
-        "api_hash": HASH, "phone": null, "session_data": "AQID",
-        "is_active": active, "is_authorized": true, "digital_twin_enabled": false,
-        "auto_reply_enabled": true, "target_chats": [1, "it's"], "last_seen_at": null,
-        "version": 3, "created_at": "2026-11-29T10:00:00Z", "updated_at": "2026-11-29T10:00:00Z",
-        "data_key_id": 1, "has_phone": false, "has_session_data": true
-    })
-}
-
-fn meta(user_id: &str) -> Value {
-    let mut m = api_session(user_id, true);
-    for secret in ["api_hash", "phone", "session_data"] {
-        m.as_object_mut().unwrap().remove(secret);
-    }
-    m
+/// A real `vibee-sessions serve` on the test database, and a token for it.
+fn serve(db: &TestDb, key: &TestKey) -> Server {
+    Server::start(db, key)
 }
 
 /// An agent host: a token and an API URL, no master key, no reachable database.
-fn api_bin(api: &FakeApi) -> Command {
+fn api_bin(server: &Server, token: &str) -> Command {
     let mut cmd = bin();
     cmd.env("DATABASE_URL", CLOSED_DB)
-        .env("VIBEE_TOKEN", "vs_read_token")
+        .env("VIBEE_TOKEN", token)
         .arg("boot")
-        .args(["--api-url", &api.url]);
+        .args(["--api-url", &server.base]);
     cmd
 }
 
-#[test]
-fn one_tenant_from_the_api_without_a_master_key() {
-    let api = FakeApi::start(vec![
-        ("GET", "/api/v1/sessions/u1", 200, api_session("u1", true)),
-        ("PATCH", "/api/v1/sessions/u1", 200, meta("u1")),
-    ]);
-    let o = api_bin(&api)
-        .args(["--user-id", "u1", "--format", "json"])
+async fn last_seen_and_loads(db: &TestDb, user_id: &str) -> (bool, i64, Vec<String>) {
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "SELECT last_seen_at IS NOT NULL FROM user_sessions WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await
+        .unwrap();
+    let actors: Vec<String> = client
+        .query(
+            "SELECT actor FROM session_activity WHERE user_id = $1 AND activity_type = 'boot_load' \
+             ORDER BY id",
+            &[&user_id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    (row.get(0), actors.len() as i64, actors)
+}
+
+/// The new user's command from issue 12, with a read-only token: it works,
+/// stamps `last_seen_at` server-side and is audited as a boot load under the
+/// token's name; the token can still write nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_tenant_from_the_api_with_a_read_only_token() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    seed(&db, &key, &["555"]).await;
+    let server = serve(&db, &key);
+    let read = create_token(&db, "agent-read", "sessions:read");
+    assert_eq!(last_seen_and_loads(&db, "555").await.1, 0);
+    let o = api_bin(&server, &read)
+        .args(["--user-id", "555", "--format", "json"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));
     let doc: Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(doc[0]["api_hash"], HASH);
-    assert_eq!(doc[0]["session_data"], "AQID");
-    assert_eq!(doc[0]["phone"], Value::Null);
-    let reqs = api.requests();
-    assert_eq!(reqs.len(), 2);
+    assert_eq!(doc[0]["phone"], "+15551234567");
     assert_eq!(
-        (reqs[0].0.as_str(), reqs[0].2.as_str()),
-        ("GET", "Bearer vs_read_token")
+        doc[0]["session_data"],
+        base64::engine::general_purpose::STANDARD.encode(b"mtproto\0blob")
     );
-    assert_eq!(reqs[1].0, "PATCH");
-    let patch: Value = serde_json::from_str(&reqs[1].3).unwrap();
-    let stamp = patch["last_seen_at"].as_str().unwrap();
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
-        "{stamp}"
-    );
+    let (seen, loads, actors) = last_seen_and_loads(&db, "555").await;
+    assert!(seen, "last_seen_at is stamped by the server");
+    assert_eq!((loads, actors[0].as_str()), (1, "agent-read"));
+    // The same token cannot write.
+    let write = server
+        .client()
+        .with_token(&read)
+        .patch_json("/api/v1/sessions/555", &json!({"last_seen_at": null}));
+    assert_eq!(write.status, 403);
 
-    let sh_args = format!("--api-url '{}'", api.url);
+    // Through eval, with USER_ID from the environment.
+    let sh_args = format!("--api-url '{}'", server.base);
     let mut env_cmd = bin();
-    env_cmd
-        .env("VIBEE_TOKEN", "vs_read_token")
-        .env("USER_ID", "u1");
+    env_cmd.env("VIBEE_TOKEN", &read).env("USER_ID", "555");
     let (o, v) = eval_in_shell(
         env_cmd,
         &sh_args,
         &[
             "TELEGRAM_API_HASH",
-            "VIBEE_TARGET_CHATS",
-            "VIBEE_AUTO_REPLY_ENABLED",
+            "VIBEE_DIGITAL_TWIN_ENABLED",
+            "TELEGRAM_PHONE",
         ],
     );
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(v[0], HASH);
-    assert_eq!(v[1], r#"[1,"it's"]"#);
-    assert_eq!(v[2], "true");
+    assert_eq!(v[1], "true");
+    assert_eq!(v[2], "+15551234567");
 }
 
-#[test]
-fn api_failures_map_to_the_same_exit_codes() {
-    let api = FakeApi::start(vec![
-        (
-            "GET",
-            "/api/v1/sessions/off",
-            200,
-            api_session("off", false),
-        ),
-        (
-            "GET",
-            "/api/v1/sessions/denied",
-            403,
-            json!({"error": "token lacks scope sessions:read", "code": "forbidden"}),
-        ),
-        (
-            "GET",
-            "/api/v1/sessions?limit=500",
-            200,
-            json!({"sessions": [], "next_cursor": null}),
-        ),
-    ]);
-    let o = api_bin(&api).args(["--user-id", "ghost"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(10), "{}", err(&o));
-    let o = api_bin(&api).args(["--user-id", "off"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(11), "{}", err(&o));
-    assert!(
-        !api.requests().iter().any(|r| r.0 == "PATCH"),
-        "an inactive session is not stamped"
-    );
-    let o = api_bin(&api)
-        .args(["--user-id", "denied"])
+#[tokio::test(flavor = "multi_thread")]
+async fn api_failures_map_to_the_same_exit_codes() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    seed(&db, &key, &["on", "off"]).await;
+    let server = serve(&db, &key);
+    let client = db.client().await;
+    client
+        .execute(
+            "UPDATE user_sessions SET is_active = false WHERE user_id = 'off'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let read = create_token(&db, "agent-read", "sessions:read");
+    let list_only = create_token(&db, "lister", "sessions:list");
+
+    let o = api_bin(&server, &read)
+        .args(["--user-id", "ghost"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(10), "{}", err(&o));
+    let o = api_bin(&server, &read)
+        .args(["--user-id", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(11), "{}", err(&o));
     assert!(
-        err(&o).contains("token lacks scope sessions:read"),
+        !last_seen_and_loads(&db, "off").await.0,
+        "an inactive session is not stamped"
+    );
+    // A token without the scope: the message names the scope it lacks and
+    // the least-privilege token to use, never the token.
+    let o = api_bin(&server, &list_only)
+        .args(["--user-id", "on"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("sessions:read"), "{}", err(&o));
+    assert!(err(&o).contains("sessions:boot"), "{}", err(&o));
+    assert!(!err(&o).contains("sessions:write"), "{}", err(&o));
+    assert!(!err(&o).contains(&list_only));
+    // --all with a read token: it cannot list; told so by name.
+    let o = api_bin(&server, &read).arg("--all").output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(
+        err(&o).contains("sessions:list") && err(&o).contains("sessions:boot"),
         "{}",
         err(&o)
     );
-    assert!(!err(&o).contains("vs_read_token"));
-    let o = api_bin(&api).arg("--all").output().unwrap();
+    // An unknown token.
+    let o = api_bin(&server, "vbs_not_a_token")
+        .args(["--user-id", "on"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    assert!(err(&o).contains("401"), "{}", err(&o));
+    // --all with nothing active.
+    client
+        .execute("UPDATE user_sessions SET is_active = false", &[])
+        .await
+        .unwrap();
+    let boot = create_token(&db, "agent-boot", "sessions:boot");
+    let o = api_bin(&server, &boot).arg("--all").output().unwrap();
     assert_eq!(o.status.code(), Some(12), "{}", err(&o));
-    let o = api_bin(&api)
+    let o = api_bin(&server, &read)
         .env_remove("VIBEE_TOKEN")
-        .args(["--user-id", "u1"])
+        .args(["--user-id", "on"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
@@ -630,29 +563,27 @@ fn api_failures_map_to_the_same_exit_codes() {
     assert_eq!(o.status.code(), Some(4), "an unreachable API: {}", err(&o));
 }
 
-#[test]
-fn all_tenants_from_the_api_page_by_page_into_exec() {
-    let api = FakeApi::start(vec![
-        (
-            "GET",
-            "/api/v1/sessions?limit=500",
-            200,
-            json!({"sessions": [meta("u1"), meta("u2")], "next_cursor": "u2"}),
-        ),
-        (
-            "GET",
-            "/api/v1/sessions?limit=500&cursor=u2",
-            200,
-            json!({"sessions": [meta("u3")], "next_cursor": null}),
-        ),
-        ("GET", "/api/v1/sessions/u1", 200, api_session("u1", true)),
-        ("GET", "/api/v1/sessions/u2", 200, api_session("u2", true)),
-        ("GET", "/api/v1/sessions/u3", 200, api_session("u3", true)),
-        ("PATCH", "/api/v1/sessions/u1", 200, meta("u1")),
-        ("PATCH", "/api/v1/sessions/u2", 200, meta("u2")),
-        ("PATCH", "/api/v1/sessions/u3", 200, meta("u3")),
-    ]);
-    let o = api_bin(&api)
+/// `sessions:boot`: everything an agent host needs (credentials of active
+/// sessions, the list of them), nothing it does not (no write, no audit
+/// trail, no stats, no inactive sessions).
+#[tokio::test(flavor = "multi_thread")]
+async fn all_tenants_from_the_api_page_by_page_into_exec_with_a_boot_token() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    let users: Vec<String> = (0..503).map(|i| format!("u{i:04}")).collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    seed(&db, &key, &refs).await;
+    db.client()
+        .await
+        .execute(
+            "UPDATE user_sessions SET is_active = false WHERE user_id = 'u0001'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let server = serve(&db, &key);
+    let boot = create_token(&db, "agent-host", "sessions:boot");
+    let o = api_bin(&server, &boot)
         .env("MULTI_TENANT", "true")
         .args([
             "--exec",
@@ -668,7 +599,84 @@ fn all_tenants_from_the_api_page_by_page_into_exec() {
     let (head, json_text) = text.split_once('\n').unwrap();
     assert_eq!(head, "no token");
     let doc: Vec<Value> = serde_json::from_str(json_text).unwrap();
-    let users: Vec<_> = doc.iter().map(|t| t["user_id"].as_str().unwrap()).collect();
-    assert_eq!(users, ["u1", "u2", "u3"]);
-    assert_eq!(api.requests().iter().filter(|r| r.0 == "PATCH").count(), 3);
+    let got: Vec<_> = doc.iter().map(|t| t["user_id"].as_str().unwrap()).collect();
+    let want: Vec<_> = refs.iter().copied().filter(|u| *u != "u0001").collect();
+    assert_eq!(got, want, "every active tenant once, over two pages");
+    assert_eq!(doc[7]["api_hash"], HASH);
+    let (seen, loads, actors) = last_seen_and_loads(&db, "u0502").await;
+    assert!(seen);
+    assert_eq!((loads, actors[0].as_str()), (1, "agent-host"));
+
+    let http = server.client().with_token(&boot);
+    for (method, path) in [
+        ("PATCH", "/api/v1/sessions/u0002"),
+        ("DELETE", "/api/v1/sessions/s-u0002"),
+        ("GET", "/api/v1/sessions/u0002/activity"),
+        ("GET", "/api/v1/stats"),
+        ("GET", "/api/v1/sessions?include_inactive=true"),
+    ] {
+        let body =
+            (method == "PATCH").then_some(("application/json", &b"{\"username\":\"x\"}"[..]));
+        let r = http.send(method, path, body, &[]);
+        assert_eq!(
+            r.status,
+            403,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = http.post_json(
+        "/api/v1/sessions",
+        &json!({"user_id": "evil", "api_id": 1, "api_hash": HASH}),
+    );
+    assert_eq!(r.status, 403);
+}
+
+/// The snippets of docs/MULTI_TENANT_SETUP.md that read and close
+/// `VIBEE_SESSIONS_FD`, as written: after them the agent holds the tenants
+/// and no longer holds the descriptor (so nothing it starts inherits it).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_documented_memory_file_snippets_read_and_close_it() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/MULTI_TENANT_SETUP.md"),
+    )
+    .unwrap();
+    let section = &doc[doc.find("### Read the memory file").expect("the section")..];
+    let block = |fence: &str| {
+        let start = section.find(fence).unwrap() + fence.len();
+        section[start..][..section[start..].find("```").unwrap()].to_owned()
+    };
+    let (python, shell) = (block("```python\n"), block("```sh\n"));
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    seed(&db, &key, &["a", "b"]).await;
+    let python_agent = format!(
+        "{python}\nfd_was = {fd}\ntry:\n    os.fstat(fd_was)\n    print('still open')\nexcept OSError:\n    \
+         print('closed', len(tenants), 'VIBEE_SESSIONS_FD' in os.environ)\n",
+        fd = "fd"
+    );
+    let o = db_bin(&db, &key)
+        .args([
+            "boot",
+            "--all",
+            "--exec",
+            "--",
+            "python3",
+            "-c",
+            &python_agent,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "closed 2 False");
+    let shell_agent = format!(
+        "fd=$VIBEE_SESSIONS_FD\n{shell}\nif [ -e /proc/$$/fd/$fd ]; then echo still open; \
+         else printf 'closed %s\\n' \"$(printf '%s' \"$tenants\" | grep -o '\"user_id\"' | wc -l)\"; fi\n"
+    );
+    let o = db_bin(&db, &key)
+        .args(["boot", "--all", "--exec", "--", "bash", "-c", &shell_agent])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o).trim(), "closed 2");
 }

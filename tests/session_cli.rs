@@ -241,6 +241,12 @@ async fn session_put_names_the_invalid_field_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("secrets.env");
     std::fs::write(&file, format!("# the client's secrets\napi_hash={HASH}\n")).unwrap();
+    // A secrets file is its owner's alone (0600), as `umask 077` makes it.
+    std::fs::set_permissions(
+        &file,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .unwrap();
     let o = bin(&db, &key)
         .args([
             "session",

@@ -16,37 +16,52 @@ use crate::db::tokens::{self, Scope, TokenIdentity};
 use super::error::AppError;
 use super::{App, request_id};
 
-/// The scope a route requires, as a type.
+/// The scopes a route accepts (any one of them, or `admin`), as a type. The
+/// first is the one a 403 names as `required_scope`.
 pub trait RequiredScope {
-    const SCOPE: Option<Scope>;
+    const SCOPES: &'static [Scope];
 }
 
 /// Any valid token.
 pub struct AnyToken;
 pub struct Read;
+/// A credentials read: `sessions:read`, or an agent host's `sessions:boot`.
+pub struct ReadOrBoot;
 pub struct Write;
 pub struct List;
+/// The list of sessions: `sessions:list`, or `sessions:boot` (active only).
+pub struct ListOrBoot;
 pub struct Admin;
 
 impl RequiredScope for AnyToken {
-    const SCOPE: Option<Scope> = None;
+    const SCOPES: &'static [Scope] = &[];
 }
 impl RequiredScope for Read {
-    const SCOPE: Option<Scope> = Some(Scope::SessionsRead);
+    const SCOPES: &'static [Scope] = &[Scope::SessionsRead];
+}
+impl RequiredScope for ReadOrBoot {
+    const SCOPES: &'static [Scope] = &[Scope::SessionsRead, Scope::SessionsBoot];
 }
 impl RequiredScope for Write {
-    const SCOPE: Option<Scope> = Some(Scope::SessionsWrite);
+    const SCOPES: &'static [Scope] = &[Scope::SessionsWrite];
 }
 impl RequiredScope for List {
-    const SCOPE: Option<Scope> = Some(Scope::SessionsList);
+    const SCOPES: &'static [Scope] = &[Scope::SessionsList];
+}
+impl RequiredScope for ListOrBoot {
+    const SCOPES: &'static [Scope] = &[Scope::SessionsList, Scope::SessionsBoot];
 }
 impl RequiredScope for Admin {
-    const SCOPE: Option<Scope> = Some(Scope::Admin);
+    const SCOPES: &'static [Scope] = &[Scope::Admin];
 }
 
 /// An authenticated caller holding scope `S`, and the audit context of the request.
 pub struct Auth<S> {
     pub audit: AuditContext,
+    /// This request's place under the token's concurrency limit.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    /// The token itself, for a handler that narrows what a scope may see.
+    pub token: TokenIdentity,
     _scope: PhantomData<S>,
 }
 
@@ -66,19 +81,28 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
         let token = authenticate(app, presented)
             .await?
             .ok_or_else(AppError::unauthorized)?;
-        if let Some(scope) = S::SCOPE.filter(|s| !token.allows(*s)) {
-            return Err(AppError::forbidden(scope.as_str()));
+        if let Some(first) = S::SCOPES.first()
+            && !S::SCOPES.iter().any(|s| token.allows(*s))
+        {
+            return Err(AppError::forbidden_any(S::SCOPES, first.as_str()));
         }
+        let slot = app.token_limits.enter(token.id).await.ok_or_else(|| {
+            AppError::too_many_requests(
+                "this token has too many requests in flight; retry after the others finish",
+            )
+        })?;
         if app.token_uses.due(token.id) {
             let mut conn = app.conn().await?;
             tokens::touch(&mut conn, token.id).await?;
         }
         let audit = AuditContext {
-            actor: token.name,
+            actor: token.name.clone(),
             request_id: request_id(&parts.headers),
         };
         Ok(Self {
             audit,
+            _slot: slot,
+            token,
             _scope: PhantomData,
         })
     }
@@ -86,7 +110,10 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
 
 /// The token a presented secret belongs to: from the cache of verified tokens
 /// when it is fresh (no database round trip), else from the database.
-async fn authenticate(app: &App, presented: &str) -> Result<Option<TokenIdentity>, AppError> {
+pub(super) async fn authenticate(
+    app: &App,
+    presented: &str,
+) -> Result<Option<TokenIdentity>, AppError> {
     let Some(digest) = tokens::digest(presented) else {
         return Ok(None);
     };
@@ -94,12 +121,24 @@ async fn authenticate(app: &App, presented: &str) -> Result<Option<TokenIdentity
         metrics::counter!("vibee_token_cache_hits_total").increment(1);
         return Ok(Some(identity));
     }
+    if app.token_cache.known_unknown(&digest) {
+        metrics::counter!("vibee_token_unknown_cache_hits_total").increment(1);
+        return Ok(None);
+    }
     metrics::counter!("vibee_token_cache_misses_total").increment(1);
     let generation = app.token_cache.generation();
+    // At most a quarter of the pool checks tokens at once: a flood of bogus
+    // tokens waits here instead of holding every connection.
+    let _gate = app
+        .token_lookups
+        .acquire()
+        .await
+        .map_err(|_| AppError::internal())?;
     let mut conn = app.conn().await?;
     let found = tokens::authenticate(&mut conn, presented).await?;
-    if let Some(identity) = &found {
-        app.token_cache.insert(digest, identity.clone(), generation);
+    match &found {
+        Some(identity) => app.token_cache.insert(digest, identity.clone(), generation),
+        None => app.token_cache.insert_unknown(digest, generation),
     }
     Ok(found)
 }

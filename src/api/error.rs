@@ -30,6 +30,11 @@ impl AppError {
         }
     }
 
+    /// 429: this caller (one token) has too many requests in flight.
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "malformed_request", message)
     }
@@ -60,6 +65,23 @@ impl AppError {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("this token lacks the scope {scope}"),
+            )
+        }
+    }
+
+    /// A 403 for a route that accepts any of `scopes`; `required_scope`
+    /// names the first (the one a general-purpose token would hold).
+    pub fn forbidden_any(scopes: &[crate::db::tokens::Scope], first: &'static str) -> Self {
+        if scopes.len() < 2 {
+            return Self::forbidden(first);
+        }
+        let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+        Self {
+            extra: Some(("required_scope", first.to_owned())),
+            ..Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token lacks the scope {}", names.join(" or ")),
             )
         }
     }
@@ -169,6 +191,11 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

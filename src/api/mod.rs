@@ -8,6 +8,7 @@ mod extract;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod limits;
 mod middleware;
 mod ops;
 mod sessions;
@@ -34,6 +35,7 @@ use utoipa_axum::routes;
 
 pub use auth::TokenUses;
 pub use error::{AppError, AppResult};
+pub use ops::spawn_gauge_refresh;
 
 use crate::db::activity::AuditQueue;
 use crate::db::tokens::TokenCache;
@@ -47,6 +49,12 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Verified tokens, kept briefly and emptied on every revocation.
     pub token_cache: Arc<TokenCache>,
+    /// When set, `/metrics` needs it (or an admin token) as a bearer token.
+    pub metrics_token: Option<secrecy::SecretString>,
+    /// Requests in flight per token (`TOKEN_MAX_CONCURRENCY`).
+    token_limits: limits::TokenLimits,
+    /// Token checks that go to the database at once (a quarter of the pool).
+    token_lookups: tokio::sync::Semaphore,
     openapi_json: String,
     token_uses: TokenUses,
 }
@@ -59,10 +67,17 @@ impl AppState {
         vault: Arc<Vault>,
         audit: AuditQueue,
         token_cache: Arc<TokenCache>,
+        metrics_token: Option<secrecy::SecretString>,
+        token_concurrency: usize,
+        token_queue_wait: Duration,
     ) -> App {
+        let lookups = (pool.status().max_size / 4).max(1);
         Arc::new(Self {
             store: Store::new(pool, vault, audit),
             token_cache,
+            metrics_token,
+            token_limits: limits::TokenLimits::new(token_concurrency, token_queue_wait),
+            token_lookups: tokio::sync::Semaphore::new(lookups),
             metrics: metrics_handle(),
             openapi_json: openapi_json(),
             token_uses: TokenUses::default(),
@@ -194,6 +209,13 @@ pub struct ApiSettings {
     /// How long a client may take to send the request line and headers
     /// (applied by `serve` to the HTTP/1 connection).
     pub header_timeout: Duration,
+    /// Open connections at most (`HTTP_MAX_CONNECTIONS`); past it new ones
+    /// are closed at once.
+    pub max_connections: usize,
+    /// Requests in flight per token (`TOKEN_MAX_CONCURRENCY`); past it a
+    /// request waits up to `token_queue_wait`, then 429.
+    pub token_concurrency: usize,
+    pub token_queue_wait: Duration,
     /// Send Strict-Transport-Security (when serving HTTPS).
     pub hsts: bool,
 }
@@ -204,6 +226,9 @@ impl Default for ApiSettings {
             request_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            token_concurrency: 32,
+            token_queue_wait: Duration::from_secs(5),
             hsts: false,
         }
     }

@@ -2,9 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use diesel_async::RunQueryDsl;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -12,8 +13,9 @@ use crate::db::keys::{self, KeyStatus};
 use crate::db::stats::Stats;
 
 use super::auth::{Admin, AnyToken, Auth, List};
-use super::error::AppResult;
+use super::error::{AppError, AppResult};
 use super::{App, ErrorBody};
+use crate::db::tokens::Scope;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -90,21 +92,58 @@ pub async fn readyz(State(app): State<App>) -> AppResult<Json<Ready>> {
     }))
 }
 
-/// Prometheus text format.
+/// Prometheus text format. Computes nothing that needs the database (the
+/// key gauges come from `spawn_gauge_refresh`'s timer), so a scrape never
+/// takes a pool connection. With `METRICS_TOKEN` set it needs
+/// `Authorization: Bearer` with that token, or an API token with `admin`.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
-pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
-    record_key_gauges(&app).await;
+    responses(
+        (status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String),
+        (status = 401, description = "METRICS_TOKEN is set and no or a wrong token was sent", body = ErrorBody),
+        (status = 403, description = "An API token without admin", body = ErrorBody),
+    ))]
+pub async fn metrics(State(app): State<App>, headers: HeaderMap) -> AppResult<Response> {
+    if let Some(expected) = &app.metrics_token {
+        authorize_scrape(&app, expected, &headers).await?;
+    }
     let status = app.store.pool_status();
     metrics::gauge!("vibee_db_pool_connections").set(status.size as f64);
     metrics::gauge!("vibee_db_pool_available").set(status.available as f64);
     metrics::gauge!("vibee_db_pool_waiting").set(status.waiting as f64);
     metrics::gauge!("vibee_db_pool_max").set(status.max_size as f64);
-    (
+    Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
+        .into_response())
+}
+
+async fn authorize_scrape(
+    app: &App,
+    expected: &SecretString,
+    headers: &HeaderMap,
+) -> AppResult<()> {
+    use subtle::ConstantTimeEq;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(AppError::unauthorized)?;
+    if bool::from(
+        presented
+            .as_bytes()
+            .ct_eq(expected.expose_secret().as_bytes()),
+    ) {
+        return Ok(());
+    }
+    match super::auth::authenticate(app, presented).await? {
+        Some(token) if token.allows(Scope::Admin) => Ok(()),
+        Some(_) => Err(AppError::forbidden(Scope::Admin.as_str())),
+        None => Err(AppError::unauthorized()),
+    }
 }
 
 /// Session counts and last activity: what operators watch.
@@ -120,23 +159,39 @@ pub async fn stats(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<
     Ok(Json(app.store.stats().await?))
 }
 
-/// Encryptions per data key (the nonce budget) and this process's primary.
-/// A database error here must not fail the scrape: the figures are skipped.
+/// Encryptions and rows per data key (the nonce budget) and this process's
+/// primary, every `period`: counting rows per key is a query over
+/// `user_sessions`, which a scrape (anyone's, as often as they like) must not
+/// cost. A failed round leaves the last figures and is retried next period.
+pub fn spawn_gauge_refresh(app: App, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            record_key_gauges(&app).await;
+        }
+    })
+}
+
 async fn record_key_gauges(app: &App) {
     metrics::gauge!("vibee_primary_data_key_id")
         .set(f64::from(app.store.vault().ring().primary_id().0));
     let Ok(mut conn) = app.store.conn().await else {
         return;
     };
-    if let Ok(keys) = keys::key_status(&mut conn).await {
-        for k in keys {
-            let labels = [
-                ("data_key_id", k.id.to_string()),
-                ("state", k.state.as_str().to_owned()),
-            ];
-            metrics::gauge!("vibee_data_key_encryptions", &labels).set(k.encryptions as f64);
-            metrics::gauge!("vibee_data_key_rows", &labels).set(k.rows as f64);
+    match keys::key_status(&mut conn).await {
+        Ok(keys) => {
+            for k in keys {
+                let labels = [
+                    ("data_key_id", k.id.to_string()),
+                    ("state", k.state.as_str().to_owned()),
+                ];
+                metrics::gauge!("vibee_data_key_encryptions", &labels).set(k.encryptions as f64);
+                metrics::gauge!("vibee_data_key_rows", &labels).set(k.rows as f64);
+            }
         }
+        Err(e) => tracing::debug!(error = %e, "key gauges not refreshed"),
     }
 }
 

@@ -20,10 +20,11 @@ use crate::db::sessions::{
 
 use crate::domain::{SessionId, UserId, decode_session_data};
 
-use super::auth::{Auth, List, Read, Write};
+use super::auth::{Auth, List, ListOrBoot, ReadOrBoot, Write};
 use super::error::{AppError, AppResult};
 use super::extract::{JsonBody, PathId, QueryParams};
 use super::{App, ErrorBody};
+use crate::db::tokens::Scope;
 
 /// A session to create or update, keyed by `user_id`.
 #[derive(Deserialize, ToSchema)]
@@ -148,17 +149,29 @@ pub struct SessionWithCredentials {
     session_data: Option<Revealed>,
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// This read starts the tenant's agent (`vibee-sessions boot --api-url`):
+    /// active sessions only (409 `session_inactive` otherwise), audited as
+    /// `boot_load` in the same transaction that stamps `last_seen_at`, so a
+    /// read-only token is all an agent host needs.
+    boot: Option<bool>,
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/sessions/{id}",
     tag = "sessions",
-    params(("id" = String, Path, description = "the user_id")),
-    security(("bearer" = ["sessions:read"])),
+    params(("id" = String, Path, description = "the user_id"), ReadParams),
+    security(("bearer" = ["sessions:read"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 200, description = "The session with its decrypted credentials (an audited read)", body = SessionWithCredentials),
+        (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:read (or sessions:boot)", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "`boot=true` and the session is deactivated", body = ErrorBody),
         (status = 422, description = "Invalid user_id", body = ErrorBody),
         (status = 500, description = "Stored data failed its integrity check", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -166,11 +179,19 @@ pub struct SessionWithCredentials {
 )]
 pub async fn get(
     State(app): State<App>,
-    auth: Auth<Read>,
+    auth: Auth<ReadOrBoot>,
     PathId(user_id): PathId<UserId>,
+    QueryParams(params): QueryParams<ReadParams>,
 ) -> AppResult<Json<SessionWithCredentials>> {
-    // Audited: the read is queued before the response is sent.
-    let found = app.store.credentials(&auth.audit, &user_id).await?;
+    let found = if params.boot.unwrap_or(false) {
+        app.store
+            .boot_load(&auth.audit, &user_id)
+            .await?
+            .ok_or_else(inactive)?
+    } else {
+        // Audited: the read is queued before the response is sent.
+        app.store.credentials(&auth.audit, &user_id).await?
+    };
     let creds = found.credentials;
     Ok(Json(SessionWithCredentials {
         session: found.meta,
@@ -180,6 +201,14 @@ pub async fn get(
             .session_data
             .map(|d| Revealed(SecretString::from(BASE64.encode(d.expose_secret())))),
     }))
+}
+
+fn inactive() -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        "session_inactive",
+        "the session is deactivated; an agent is not started for it",
+    )
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -200,7 +229,7 @@ pub struct ListParams {
     path = "/api/v1/sessions",
     tag = "sessions",
     params(ListParams),
-    security(("bearer" = ["sessions:list"])),
+    security(("bearer" = ["sessions:list"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 200, description = "A page of sessions, metadata only", body = Page),
         (status = 400, description = "Invalid query", body = ErrorBody),
@@ -212,9 +241,13 @@ pub struct ListParams {
 )]
 pub async fn list(
     State(app): State<App>,
-    _auth: Auth<List>,
+    auth: Auth<ListOrBoot>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<Page>> {
+    // An agent host lists what it may start: active sessions only.
+    if params.include_inactive == Some(true) && !auth.token.allows(Scope::SessionsList) {
+        return Err(AppError::forbidden(Scope::SessionsList.as_str()));
+    }
     let limit = params.limit.unwrap_or(sessions::DEFAULT_PAGE);
     if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(

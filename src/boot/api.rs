@@ -1,6 +1,9 @@
-//! The REST API source: a `sessions:read` token instead of the master key,
-//! so an agent host never holds it. The server audits every read under the
-//! token's name; `last_seen_at` is stamped with a PATCH after each load.
+//! The REST API source: a token instead of the master key, so an agent host
+//! never holds it. Each credentials read asks for `?boot=true`: the server
+//! records it as a `boot_load` under the token's name and stamps
+//! `last_seen_at` itself, so the token needs no write scope: `sessions:boot`
+//! (reads and lists active sessions, writes nothing), or `sessions:read` for
+//! one tenant.
 
 use std::time::Duration;
 
@@ -22,6 +25,26 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 const PAGE: u32 = 500;
+
+/// A warning for a plain `http://` URL to a host other than loopback: the
+/// token and every credential would cross the network in the clear.
+pub fn cleartext_warning(base: &str) -> Option<String> {
+    let rest = base.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    if crate::db::is_loopback_name(host) {
+        return None;
+    }
+    Some(format!(
+        "--api-url (VIBEE_API_URL) is plain http:// to {host}: the token and every tenant's \
+         credentials cross the network in the clear; use https:// (serve with TLS_CERT_FILE \
+         and TLS_KEY_FILE, or behind a TLS proxy)"
+    ))
+}
 
 /// `GET /api/v1/sessions/{user_id}`.
 #[derive(Deserialize)]
@@ -55,7 +78,16 @@ struct ListPage {
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    required_scope: Option<String>,
 }
+
+/// What an agent host's token should be, for messages.
+const LEAST_PRIVILEGE: &str = "give the agent host a sessions:boot token \
+     (`vibee-sessions token create --name agent-host --scope sessions:boot`): it reads and \
+     lists active sessions and can write nothing";
 
 pub struct ApiSource {
     agent: ureq::Agent,
@@ -97,6 +129,7 @@ impl ApiSource {
         what: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
         not_found: impl FnOnce() -> BootError,
+        inactive: impl FnOnce() -> BootError,
     ) -> Result<Zeroizing<String>, BootError> {
         let mut response = result.map_err(|e| {
             BootError::Unavailable(format!("cannot reach the API at {}: {e}", self.base))
@@ -108,15 +141,29 @@ impl ApiSource {
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        let reason = serde_json::from_str::<ErrorBody>(&body)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| "no error message".into());
+        let parsed = serde_json::from_str::<ErrorBody>(&body).ok();
+        let reason = parsed
+            .as_ref()
+            .map(|b| b.error.clone())
+            .unwrap_or_else(|| "no error message".into());
+        let code = parsed.as_ref().and_then(|b| b.code.as_deref());
         Err(match status {
             404 => not_found(),
-            401 | 403 => BootError::Denied(format!(
-                "{what}: the API refused the token ({status}: {reason}); \
-                 VIBEE_TOKEN needs the sessions:read scope"
+            409 if code == Some("session_inactive") => inactive(),
+            401 => BootError::Denied(format!(
+                "{what}: the API refused the token (401: {reason}): VIBEE_TOKEN is unknown \
+                 or revoked"
             )),
+            403 => {
+                let scope = parsed
+                    .as_ref()
+                    .and_then(|b| b.required_scope.clone())
+                    .unwrap_or_else(|| "another scope".into());
+                BootError::Denied(format!(
+                    "{what}: the API refused the token (403: {reason}); VIBEE_TOKEN needs \
+                     {scope} or sessions:boot: {LEAST_PRIVILEGE}"
+                ))
+            }
             500.. => BootError::Unavailable(format!("{what}: the API failed ({status}: {reason})")),
             _ => BootError::Failure(format!("{what}: the API answered {status}: {reason}")),
         })
@@ -126,27 +173,18 @@ impl ApiSource {
         let what = format!("GET session {user_id}");
         let result = self
             .agent
-            .get(&self.session_url(user_id))
+            .get(format!("{}?boot=true", self.session_url(user_id)))
             .header("Authorization", self.bearer().as_str())
             .header("Accept", "application/json")
             .call();
-        let body = self.answer(&what, result, || BootError::UnknownUser(user_id.to_owned()))?;
+        let body = self.answer(
+            &what,
+            result,
+            || BootError::UnknownUser(user_id.to_owned()),
+            || BootError::Inactive(user_id.to_owned()),
+        )?;
         serde_json::from_str(&body)
             .map_err(|e| BootError::Failure(format!("{what}: unexpected answer from the API: {e}")))
-    }
-
-    fn touch(&self, user_id: &str) -> Result<(), BootError> {
-        let body = serde_json::json!({ "last_seen_at": chrono::Utc::now().to_rfc3339() });
-        let result = self
-            .agent
-            .patch(&self.session_url(user_id))
-            .header("Authorization", self.bearer().as_str())
-            .header("Content-Type", "application/json")
-            .send(body.to_string());
-        self.answer(&format!("PATCH session {user_id}"), result, || {
-            BootError::UnknownUser(user_id.to_owned())
-        })?;
-        Ok(())
     }
 
     fn config(&self, c: Credentials) -> Result<TenantConfig, BootError> {
@@ -185,7 +223,6 @@ impl ApiSource {
         if !c.is_active {
             return Err(BootError::Inactive(user_id.to_owned()));
         }
-        self.touch(user_id)?;
         self.config(c)
     }
 
@@ -208,22 +245,24 @@ impl ApiSource {
                 .header("Authorization", self.bearer().as_str())
                 .header("Accept", "application/json")
                 .call();
-            let body = self.answer("GET sessions", result, || {
-                BootError::Failure("GET sessions: the API has no /api/v1/sessions".into())
-            })?;
+            let body = self.answer(
+                "GET sessions",
+                result,
+                || BootError::Failure("GET sessions: the API has no /api/v1/sessions".into()),
+                || BootError::Failure("GET sessions: unexpected 409".into()),
+            )?;
             let page: ListPage = serde_json::from_str(&body).map_err(|e| {
                 BootError::Failure(format!("GET sessions: unexpected answer from the API: {e}"))
             })?;
             for listed in page.sessions {
                 let c = match self.get_credentials(&listed.user_id) {
                     // Deactivated or purged since the listing: not ours to start.
-                    Err(BootError::UnknownUser(_)) => continue,
+                    Err(BootError::UnknownUser(_) | BootError::Inactive(_)) => continue,
                     other => other?,
                 };
                 if !c.is_active {
                     continue;
                 }
-                self.touch(&listed.user_id)?;
                 sink(self.config(c)?)?;
                 count += 1;
             }

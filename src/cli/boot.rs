@@ -12,6 +12,7 @@ use crate::boot::exec::{self, SessionsFile};
 use crate::boot::output::{self, JsonArray};
 use crate::boot::{BootError, Mode, TenantConfig, database, legacy};
 use crate::config::Env;
+use crate::crypto::private_file::{self, Rules};
 use crate::db::activity::AuditContext;
 
 use super::{CliError, store};
@@ -90,10 +91,12 @@ fn token(env: &dyn Env) -> Result<SecretString, CliError> {
     }
     if let Some(path) = env.get("VIBEE_TOKEN_FILE") {
         let path = PathBuf::from(path);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let bytes = private_file::read(&path, "VIBEE_TOKEN_FILE", Rules::Private)
+            .map_err(|e| CliError::new(CliError::CONFIG, e.to_string()))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
             CliError::new(
                 CliError::CONFIG,
-                format!("cannot read VIBEE_TOKEN_FILE {}: {e}", path.display()),
+                format!("VIBEE_TOKEN_FILE {} is not UTF-8 text", path.display()),
             )
         })?;
         return Ok(SecretString::from(text.trim().to_owned()));
@@ -106,7 +109,14 @@ fn token(env: &dyn Env) -> Result<SecretString, CliError> {
 
 fn source(args: &BootArgs, env: &dyn Env) -> Result<Source, CliError> {
     match &args.api_url {
-        Some(url) => Ok(Source::Api(ApiSource::new(url, token(env)?)?)),
+        Some(url) => {
+            // The URL (and its cleartext warning) before the token: a
+            // misconfigured host hears about both.
+            if let Some(warning) = crate::boot::api::cleartext_warning(url.trim_end_matches('/')) {
+                tracing::warn!("{warning}");
+            }
+            Ok(Source::Api(ApiSource::new(url, token(env)?)?))
+        }
         None => Ok(Source::Database),
     }
 }

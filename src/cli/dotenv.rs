@@ -1,6 +1,7 @@
-//! `KEY=VALUE` input (dotenv syntax) for secrets files and legacy `.env`
-//! files. Every value is treated as a secret: errors name the line and the
-//! variable, never what the line holds.
+//! `KEY=VALUE` input for secrets files and legacy `.env` files, parsed
+//! literally by `crate::envfile` (no `${VAR}` expansion). Every value is
+//! treated as a secret: errors name the line and the variable, never what the
+//! line holds.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -10,6 +11,8 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::CliError;
+use crate::crypto::private_file::{self, Rules};
+use crate::envfile;
 
 /// The variables of one input, by name; a later definition replaces an earlier one.
 pub struct Vars {
@@ -48,10 +51,11 @@ impl Vars {
         }
     }
 
-    pub fn from_file(path: &Path) -> Result<Self, CliError> {
-        let bytes = std::fs::read(path)
-            .map(Zeroizing::new)
-            .map_err(|e| CliError::failure(format!("cannot read {}: {e}", path.display())))?;
+    /// A file of KEY=VALUE lines, opened once and checked on the descriptor
+    /// (`rules`: see `crypto::private_file`).
+    pub fn from_file(path: &Path, what: &str, rules: Rules) -> Result<Self, CliError> {
+        let bytes = private_file::read(path, what, rules)
+            .map_err(|e| CliError::new(CliError::CONFIG, e.to_string()))?;
         Self::parse(&bytes, &path.display().to_string())
     }
 
@@ -63,48 +67,19 @@ impl Vars {
         Self::parse(&bytes, "standard input")
     }
 
+    /// Literal KEY=VALUE lines (`crate::envfile`): nothing is expanded.
     pub fn parse(bytes: &[u8], source: &str) -> Result<Self, CliError> {
         let text = std::str::from_utf8(bytes)
             .map_err(|_| CliError::new(CliError::DATA, format!("{source} is not UTF-8 text")))?;
-        let mut vars = BTreeMap::new();
-        for item in dotenvy::from_read_iter(text.as_bytes()) {
-            match item {
-                Ok((name, value)) => {
-                    vars.insert(name, SecretString::from(value));
-                }
-                Err(e) => return Err(parse_error(text, source, e)),
-            }
-        }
+        let pairs = envfile::parse(text)
+            .map_err(|e| CliError::new(CliError::DATA, format!("{source}: {e}")))?;
+        let vars = pairs
+            .into_iter()
+            .map(|(name, value)| (name, SecretString::from(value.as_str())))
+            .collect();
         Ok(Self {
             source: source.to_owned(),
             vars,
         })
     }
-}
-
-fn parse_error(text: &str, source: &str, e: dotenvy::Error) -> CliError {
-    let what = match e {
-        // The parser hands back the rest of the input from the bad line on:
-        // find where that is instead of quoting it (it may hold a secret).
-        dotenvy::Error::LineParse(rest, _) => {
-            let at = text.find(rest.as_str()).unwrap_or(0);
-            let line = text[..at].matches('\n').count() + 1;
-            let name = rest
-                .trim_start()
-                .trim_start_matches("export ")
-                .split(['=', '\n'])
-                .next()
-                .map(str::trim)
-                .filter(|n| {
-                    !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                })
-                .map(|n| format!(" (variable {n})"))
-                .unwrap_or_default();
-            format!("line {line}{name} is not valid KEY=VALUE syntax")
-        }
-        dotenvy::Error::EnvVar(_) => "a ${...} substitution failed".to_owned(),
-        dotenvy::Error::Io(e) => e.to_string(),
-        _ => "it could not be parsed".to_owned(),
-    };
-    CliError::new(CliError::DATA, format!("{source}: {what}"))
 }

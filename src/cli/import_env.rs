@@ -6,9 +6,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
+use crate::boot::legacy::{self, LegacyError, Names};
 use crate::config::Env;
+use crate::crypto::private_file::Rules;
 use crate::db::DbError;
 use crate::db::activity::AuditContext;
 use crate::db::sessions::{self, SessionInput, Upserted};
@@ -23,32 +25,32 @@ pub struct ImportEnvArgs {
     env_file: Option<PathBuf>,
 }
 
-/// Variables read from the process environment. `USERNAME` is left out there:
-/// on many systems it is the login name, not the Telegram username.
-const PROCESS_VARS: [&str; 7] = [
+/// Variables read from the process environment (`USERNAME` is left out:
+/// there it is the login name, not the Telegram username).
+const PROCESS_VARS: [&str; 8] = [
     "TELEGRAM_SESSION_ID",
     "TELEGRAM_API_ID",
     "TELEGRAM_API_HASH",
+    "TELEGRAM_SESSION_DATA",
     "USER_ID",
     "TELEGRAM_PHONE",
     "PHONE",
     "TELEGRAM_USERNAME",
 ];
 
+/// A tenant's own file may name the phone and username the short way.
+const FILE_NAMES: Names = Names {
+    phone: &["TELEGRAM_PHONE", "PHONE"],
+    username: &["TELEGRAM_USERNAME", "USERNAME"],
+};
+
+const ENV_NAMES: Names = Names {
+    phone: &["TELEGRAM_PHONE", "PHONE"],
+    username: &["TELEGRAM_USERNAME"],
+};
+
 fn data_error(source: &str, message: impl std::fmt::Display) -> CliError {
     CliError::new(CliError::DATA, format!("{source}: {message}"))
-}
-
-/// The first of `names` that is set and not empty, with its name.
-fn first_of<'a>(
-    vars: &'a Vars,
-    names: &[&'static str],
-) -> Option<(&'static str, &'a SecretString)> {
-    names.iter().find_map(|n| {
-        vars.get(n)
-            .filter(|v| !v.expose_secret().is_empty())
-            .map(|v| (*n, v))
-    })
 }
 
 /// Which variable each field came from, to name it in errors.
@@ -58,54 +60,53 @@ struct Origins {
     username: &'static str,
 }
 
-fn plain(vars: &Vars, name: &'static str) -> Result<String, CliError> {
-    first_of(vars, &[name])
-        .map(|(_, v)| v.expose_secret().trim().to_owned())
-        .ok_or_else(|| data_error(vars.source(), format!("{name} is not set")))
-}
-
-fn input_from(vars: &Vars) -> Result<(SessionInput, Origins), CliError> {
-    let session_id = plain(vars, "TELEGRAM_SESSION_ID")?;
-    let api_id_text = plain(vars, "TELEGRAM_API_ID")?;
-    let api_hash = first_of(vars, &["TELEGRAM_API_HASH"])
-        .map(|(_, v)| SecretString::from(v.expose_secret().trim().to_owned()))
-        .ok_or_else(|| data_error(vars.source(), "TELEGRAM_API_HASH is not set"))?;
-    let api_id = api_id_text.parse::<i32>().map_err(|_| {
-        data_error(
-            vars.source(),
-            "invalid TELEGRAM_API_ID: must be a positive integer",
-        )
+fn input_from(vars: &Vars, names: &Names) -> Result<(SessionInput, Origins), CliError> {
+    let get = |n: &str| {
+        vars.get(n)
+            .map(|v| v.expose_secret().trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let client = legacy::parse(&get, names).map_err(|e| match e {
+        LegacyError::Missing(name) => data_error(vars.source(), format!("{name} is not set")),
+        LegacyError::Invalid(name, rule) => {
+            data_error(vars.source(), format!("invalid {name}: {rule}"))
+        }
     })?;
     // A legacy client was known by its session id alone: it stays its user_id.
-    let (user_origin, user_id) = match first_of(vars, &["USER_ID"]) {
-        Some((n, v)) => (n, v.expose_secret().trim().to_owned()),
-        None => ("TELEGRAM_SESSION_ID", session_id.clone()),
+    let (user_origin, user_id) = match get("USER_ID") {
+        Some(v) => ("USER_ID", v),
+        None => ("TELEGRAM_SESSION_ID", client.session_id.clone()),
     };
-    let phone = first_of(vars, &["TELEGRAM_PHONE", "PHONE"]);
-    let username = first_of(vars, &["TELEGRAM_USERNAME", "USERNAME"]);
     let origins = Origins {
         user_id: user_origin,
-        phone: phone.map_or("TELEGRAM_PHONE", |(n, _)| n),
-        username: username.map_or("TELEGRAM_USERNAME", |(n, _)| n),
+        phone: client.phone.as_ref().map_or("TELEGRAM_PHONE", |(n, _)| n),
+        username: client
+            .username
+            .as_ref()
+            .map_or("TELEGRAM_USERNAME", |(n, _)| n),
     };
     let input = SessionInput {
         user_id,
-        session_id: Some(session_id),
-        username: username.map(|(_, v)| v.expose_secret().trim().to_owned()),
-        api_id,
-        api_hash,
-        phone: phone.map(|(_, v)| SecretString::from(v.expose_secret().trim().to_owned())),
+        session_id: Some(client.session_id),
+        username: client.username.map(|(_, u)| u),
+        api_id: client.api_id,
+        api_hash: client.api_hash,
+        phone: client.phone.map(|(_, p)| p),
+        session_data: client.session_data,
         ..Default::default()
     };
     Ok((input, origins))
 }
 
 pub async fn run(args: ImportEnvArgs, env: &dyn Env) -> Result<(), CliError> {
-    let vars = match &args.env_file {
-        Some(path) => Vars::from_file(path)?,
-        None => Vars::from_process_env(&PROCESS_VARS),
+    let (vars, names) = match &args.env_file {
+        Some(path) => (
+            Vars::from_file(path, "--env-file", Rules::Owned)?,
+            FILE_NAMES,
+        ),
+        None => (Vars::from_process_env(&PROCESS_VARS), ENV_NAMES),
     };
-    let (input, origins) = input_from(&vars)?;
+    let (input, origins) = input_from(&vars, &names)?;
     input.validate().map_err(|e| {
         let var = match e.field {
             "user_id" => origins.user_id,
@@ -114,6 +115,7 @@ pub async fn run(args: ImportEnvArgs, env: &dyn Env) -> Result<(), CliError> {
             "api_hash" => "TELEGRAM_API_HASH",
             "phone" => origins.phone,
             "username" => origins.username,
+            "session_data" => "TELEGRAM_SESSION_DATA",
             other => other,
         };
         data_error(vars.source(), format!("invalid {var}: {}", e.reason))

@@ -71,8 +71,12 @@ enum Command {
 
 /// Runs the command line and turns the outcome into the process exit code.
 pub fn main() -> ExitCode {
-    config::load_dotenv();
+    let dotenv = config::load_dotenv();
     let cli = Cli::parse();
+    if let Err(e) = dotenv {
+        eprintln!("error: {e}");
+        return ExitCode::from(CliError::CONFIG);
+    }
     config::init_logging(config::log_format(&ProcessEnv));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,7 +91,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
     // A core dump of a process holding the master key or unwrapped data keys
     // would hold them in clear. `boot` is left alone: it may exec the agent,
     // which would inherit the limit.
-    if !matches!(cli.command, Command::Boot(_)) {
+    // `boot` still gets PR_SET_DUMPABLE 0, which execve resets for the agent.
+    if matches!(cli.command, Command::Boot(_)) {
+        crate::hardening::disable_dumpable()
+            .map_err(|e| CliError::failure(format!("cannot make the process non-dumpable: {e}")))?;
+    } else {
         crate::hardening::disable_core_dumps()
             .map_err(|e| CliError::failure(format!("cannot disable core dumps: {e}")))?;
     }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum_server::Handle;
+use axum_server::accept::DefaultAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use clap::Args;
 
+use crate::api::limits::CappedAcceptor;
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::{self, Env};
 use crate::db::activity::AuditQueue;
@@ -29,6 +31,10 @@ pub struct ServeArgs {
 /// How often a transit engine's `sys/health` is asked, for `/readyz`
 /// (`MASTER_KEY_TRANSIT_PROBE_SECS`).
 const TRANSIT_PROBE: Duration = Duration::from_secs(10);
+const H2_KEEPALIVE: Duration = Duration::from_secs(20);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const H2_MAX_STREAMS: u32 = 128;
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// How long in-flight requests may run on after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
@@ -55,6 +61,15 @@ fn limits(env: &dyn Env) -> Result<(ApiSettings, PoolSettings), CliError> {
         request_timeout: secs("HTTP_REQUEST_TIMEOUT_SECS", 30, 3600)?,
         body_timeout: secs("HTTP_BODY_TIMEOUT_SECS", 10, 3600)?,
         header_timeout: secs("HTTP_HEADER_TIMEOUT_SECS", 10, 3600)?,
+        max_connections: config::number(env, "HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
+        token_concurrency: config::number(env, "TOKEN_MAX_CONCURRENCY", 32, 1, 100_000)? as usize,
+        token_queue_wait: Duration::from_secs(config::number(
+            env,
+            "TOKEN_QUEUE_WAIT_SECS",
+            5,
+            0,
+            3600,
+        )?),
         ..ApiSettings::default()
     };
     let defaults = PoolSettings::default();
@@ -122,13 +137,26 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     let token_cache = Arc::new(TokenCache::default());
     let token_watcher = tokens::spawn_token_watcher(target.clone(), token_cache.clone());
     let (audit, audit_writer) = AuditQueue::spawn(pool.clone());
-    let app = AppState::new(pool.clone(), vault, audit.clone(), token_cache);
+    let metrics_token = env.get("METRICS_TOKEN").map(secrecy::SecretString::from);
+    let metrics_refresh =
+        Duration::from_secs(config::number(env, "METRICS_REFRESH_SECS", 15, 1, 3600)?);
+    let app = AppState::new(
+        pool.clone(),
+        vault,
+        audit.clone(),
+        token_cache,
+        metrics_token,
+        api_settings.token_concurrency,
+        api_settings.token_queue_wait,
+    );
     let upkeep = api::spawn_metrics_upkeep(app.metrics.clone(), Duration::from_secs(5));
+    let gauges = api::spawn_gauge_refresh(app.clone(), metrics_refresh);
     let settings = ApiSettings {
         hsts: tls.is_some(),
         ..api_settings
     };
     let header_timeout = settings.header_timeout;
+    let max_connections = settings.max_connections;
     let router = api::router(app, &settings);
 
     let handle: Handle<SocketAddr> = Handle::new();
@@ -146,6 +174,16 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         .http_builder()
         .http1()
         .header_read_timeout(header_timeout);
+    // HTTP/2: a peer that stops answering pings is dropped, and one
+    // connection cannot open unbounded streams.
+    server
+        .http_builder()
+        .http2()
+        .keep_alive_interval(Some(H2_KEEPALIVE))
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST);
+    let capped = CappedAcceptor::new(DefaultAcceptor, max_connections);
     let served = match tls {
         Some((cert, key)) => {
             let config = RustlsConfig::from_pem_file(&cert, &key)
@@ -161,11 +199,16 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
                     )
                 })?;
             server
-                .acceptor(RustlsAcceptor::new(config))
+                .acceptor(RustlsAcceptor::new(config).acceptor(capped))
                 .serve(router.into_make_service())
                 .await
         }
-        None => server.serve(router.into_make_service()).await,
+        None => {
+            server
+                .acceptor(capped)
+                .serve(router.into_make_service())
+                .await
+        }
     };
     // Requests are done (or cut off after the drain period): write the audit
     // events still queued before the pool goes. A flush, not a wait for the
@@ -193,6 +236,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     }
     pool_refresh.abort();
     upkeep.abort();
+    gauges.abort();
     token_watcher.abort();
     pool.close();
     tracing::info!("stopped");

@@ -16,6 +16,7 @@ use crate::domain::{SessionId, UserId, decode_session_data};
 
 use super::dotenv::Vars;
 use super::{CliError, store};
+use crate::crypto::private_file::Rules;
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
@@ -104,7 +105,7 @@ fn data_error(message: impl Into<String>) -> CliError {
 
 fn input_from(args: PutArgs) -> Result<SessionInput, CliError> {
     let vars = match &args.secrets_file {
-        Some(path) => Vars::from_file(path)?,
+        Some(path) => Vars::from_file(path, "--secrets-file", Rules::Private)?,
         None => Vars::from_stdin()?,
     };
     if let Some(unknown) = vars.names().find(|n| !SECRET_NAMES.contains(n)) {

@@ -24,13 +24,9 @@ pub enum KeyError {
     NotBase64 { source_name: String },
     #[error("{source_name} decodes to {len} bytes; a master key is exactly 32 bytes")]
     WrongLength { source_name: String, len: usize },
-    #[error("cannot read the master key file {path}: {reason}")]
-    FileUnreadable { path: String, reason: String },
-    #[error(
-        "the master key file {path} is readable by group or others (mode {mode:o}); \
-         run `chmod 600 {path}` so only its owner can read it"
-    )]
-    FilePermissions { path: String, mode: u32 },
+    /// A key file refused (unreadable, a symlink, another user's, too open).
+    #[error(transparent)]
+    File(#[from] super::private_file::Refused),
     #[error(
         "the directory {dir} holding the master key file is writable by group or others \
          (mode {mode:o}): anyone who can write there can replace the key; run \

@@ -10,6 +10,7 @@ use zeroize::Zeroizing;
 
 use super::aead::{Cipher, KEY_LEN};
 use super::error::KeyError;
+use super::private_file::Rules;
 
 /// The key-encryption key. It wraps data keys and nothing else, and is never
 /// stored in the database. No `Debug`, no `Clone`.
@@ -63,17 +64,18 @@ impl MasterKey {
         Ok(Self::from_bytes(bytes))
     }
 
-    /// Reads a base64 key file, refusing one that group or others may read.
+    /// Reads a base64 key file, opened once without following a symlink, and
+    /// refused unless this user owns it and group and others have no access
+    /// (checked on the open descriptor), or when its directory is writable
+    /// by others.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
         let shown = path.display().to_string();
-        check_private_file(path)?;
-        let contents = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            KeyError::FileUnreadable {
-                path: shown.clone(),
-                reason: e.kind().to_string(),
-            }
-        })?);
-        Self::from_base64(&contents, &shown)
+        check_key_dir(path)?;
+        let bytes = super::private_file::read(path, "the master key file", Rules::Private)?;
+        let contents = std::str::from_utf8(&bytes).map_err(|_| KeyError::NotBase64 {
+            source_name: shown.clone(),
+        })?;
+        Self::from_base64(contents, &shown)
     }
 
     pub(super) fn from_derived(bytes: SecretBox<[u8; KEY_LEN]>) -> Self {
@@ -87,24 +89,6 @@ impl MasterKey {
     pub(super) fn cipher(&self) -> &Cipher {
         &self.cipher
     }
-}
-
-/// Refuses a secret file whose mode lets group or others read or write it.
-#[cfg(unix)]
-pub fn check_private_file(path: &Path) -> Result<(), KeyError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| KeyError::FileUnreadable {
-        path: path.display().to_string(),
-        reason: e.kind().to_string(),
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyError::FilePermissions {
-            path: path.display().to_string(),
-            mode,
-        });
-    }
-    check_key_dir(path)
 }
 
 /// Refuses a key file in a directory that group or others may write, unless
@@ -134,7 +118,7 @@ fn check_key_dir(path: &Path) -> Result<(), KeyError> {
 }
 
 #[cfg(not(unix))]
-pub fn check_private_file(_path: &Path) -> Result<(), KeyError> {
+fn check_key_dir(_path: &Path) -> Result<(), KeyError> {
     Ok(())
 }
 

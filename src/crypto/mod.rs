@@ -14,13 +14,14 @@ pub mod fuzzing;
 mod kdf;
 mod key_ring;
 mod master_key;
+pub mod private_file;
 
 pub use data_key::{DataKey, DataKeyId, WrappedDataKey, wrap_aad};
 pub use error::{DecryptError, KeyError};
 pub use field::{FieldRef, HEADER_LEN, NONCE_LEN, TAG_LEN, VERSION, peek_data_key_id};
 pub use kdf::KdfParams;
 pub use key_ring::{KeyRing, MasterKeys, SharedKeyRing};
-pub use master_key::{KekId, MasterKey, check_private_file};
+pub use master_key::{KekId, MasterKey};
 
 /// Fills `buf` from the operating system's CSPRNG.
 pub(crate) fn random_bytes(buf: &mut [u8]) {

@@ -14,7 +14,7 @@ mod store;
 pub mod tokens;
 pub mod validate;
 
-pub use connection::{ConnectError, DatabaseTarget};
+pub use connection::{ConnectError, DatabaseTarget, is_loopback_name};
 pub use error::DbError;
 pub use keys::{MasterKeySource, Vault};
 pub use pool::{Pool, PoolSettings, PooledConnection, build_pool};

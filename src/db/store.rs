@@ -75,6 +75,31 @@ impl Store {
         Ok(found)
     }
 
+    /// The boot loader's read (`GET ...?boot=true`): an active session's
+    /// credentials, its `boot_load` audit row and `last_seen_at` stamp
+    /// committed together before this returns (not queued). `Ok(None)` when
+    /// the session exists but is deactivated.
+    pub async fn boot_load(
+        &self,
+        ctx: &AuditContext,
+        user_id: &UserId,
+    ) -> Result<Option<Session>, DbError> {
+        let mut conn = self.flushed_conn().await?;
+        if !sessions::get_meta(&mut conn, user_id.as_str())
+            .await?
+            .is_active
+        {
+            return Ok(None);
+        }
+        let selection = sessions::BootSelection::User(user_id.as_str());
+        match sessions::load_for_boot(&mut conn, &self.vault, ctx, selection).await {
+            Ok(mut page) => Ok(Some(page.sessions.remove(0))),
+            // Deactivated (or purged) between the two reads.
+            Err(DbError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The MTProto session blob of a session (`None` when none is stored);
     /// the read's audit row has committed before this returns.
     pub async fn session_data(

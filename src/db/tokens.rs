@@ -34,15 +34,21 @@ pub enum Scope {
     SessionsWrite,
     #[serde(rename = "sessions:list")]
     SessionsList,
+    /// An agent host's least privilege: read the credentials of active
+    /// sessions (each read a `boot_load` that stamps `last_seen_at`) and
+    /// list them; no write, no audit trail, no stats.
+    #[serde(rename = "sessions:boot")]
+    SessionsBoot,
     #[serde(rename = "admin")]
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [
+    pub const ALL: [Scope; 5] = [
         Scope::SessionsRead,
         Scope::SessionsWrite,
         Scope::SessionsList,
+        Scope::SessionsBoot,
         Scope::Admin,
     ];
 
@@ -51,6 +57,7 @@ impl Scope {
             Scope::SessionsRead => "sessions:read",
             Scope::SessionsWrite => "sessions:write",
             Scope::SessionsList => "sessions:list",
+            Scope::SessionsBoot => "sessions:boot",
             Scope::Admin => "admin",
         }
     }
@@ -69,7 +76,7 @@ impl FromStr for Scope {
             .into_iter()
             .find(|scope| scope.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown scope {s:?}; scopes are sessions:read, sessions:write, sessions:list, admin")
+                format!("unknown scope {s:?}; scopes are sessions:read, sessions:write, sessions:list, sessions:boot, admin")
             })
     }
 }

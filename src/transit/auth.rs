@@ -65,15 +65,13 @@ pub enum Due {
 }
 
 fn read_secret_file(path: &std::path::Path, var: &str) -> Result<SecretString, String> {
-    crate::crypto::check_private_file(path).map_err(|e| {
-        format!(
-            "{var}: {}",
-            e.to_string().replace("master key file", "file")
-        )
-    })?;
+    use crate::crypto::private_file::{Rules, read};
+    // Opened once with O_NOFOLLOW and checked on the descriptor, as every
+    // secret file is (crypto::private_file).
+    let bytes = read(path, var, Rules::Private).map_err(|e| e.to_string())?;
     let text = Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {var} {}: {e}", path.display()))?,
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| format!("{var} {} is not UTF-8 text", path.display()))?,
     );
     let trimmed = text.trim();
     if trimmed.is_empty() {

@@ -174,6 +174,15 @@ impl ConnectError {
     }
 }
 
+/// `localhost` or a loopback address (127.0.0.0/8, ::1).
+pub fn is_loopback_name(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 impl DatabaseTarget {
     pub fn parse(url: &str) -> Result<Self, ConnectError> {
         crate::crypto_provider::install();
@@ -227,12 +236,49 @@ impl DatabaseTarget {
         }
 
         let tls = client_config(verification, rootcert.as_deref())?;
-        Ok(Self {
+        let target = Self {
             config,
             tls: MakeRustlsConnect::new(tls),
             sslmode,
             rootcert,
-        })
+        };
+        if let Some(warning) = target.cleartext_warning() {
+            tracing::warn!("{warning}");
+        }
+        Ok(target)
+    }
+
+    /// A warning when this target may talk to a host across a network in
+    /// the clear: `sslmode` `disable`, `allow` or `prefer` (libpq's default,
+    /// and ours) falls back to plain text whenever the server, or a man in
+    /// the middle, declines TLS. Loopback and Unix sockets cross no network.
+    pub fn cleartext_warning(&self) -> Option<String> {
+        use tokio_postgres::config::Host;
+        if !matches!(
+            self.sslmode,
+            SslMode::Disable | SslMode::Allow | SslMode::Prefer
+        ) {
+            return None;
+        }
+        let remote: Vec<&str> = self
+            .config
+            .get_hosts()
+            .iter()
+            .filter_map(|h| match h {
+                Host::Tcp(name) if !is_loopback_name(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        if remote.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "DATABASE_URL connects to {} with sslmode={}: a man in the middle can make the \
+             connection plain text and read every query, ciphertext and the password exchange; \
+             set sslmode=verify-full&sslrootcert=/path/to/ca.pem (docs/CONFIGURATION.md)",
+            remote.join(", "),
+            self.sslmode.as_str()
+        ))
     }
 
     /// The database name, for messages.

@@ -1,13 +1,16 @@
 //! A short-lived cache of verified tokens, so a request does not cost a
 //! database round trip for its token check.
 //!
-//! Revocation still stops a token at once on every replica: a trigger on
-//! `api_tokens` (migration `token_change_notify`) NOTIFYs `vibee_tokens` at
-//! the commit of any revocation, deletion or change, and every server LISTENs
-//! and empties its cache when told. The cache is used only while that
-//! listener is connected: when its connection drops, the cache is emptied and
-//! bypassed until it is back (a notification sent meanwhile is lost). The TTL
-//! bounds what a silently dead listener connection could miss.
+//! Revocation still stops a token within milliseconds on every replica: a
+//! trigger on `api_tokens` (migration `token_change_notify`) NOTIFYs
+//! `vibee_tokens` at the commit of any revocation, deletion or change, and
+//! every server LISTENs and empties its cache when told. The cache is used
+//! only while that listener is connected and has been heard from within
+//! `TRUST_WINDOW`: it pings after every `KEEPALIVE` of quiet, so a listener
+//! whose connection died silently (a hung backend, a dropped route: no error,
+//! no notification) turns the cache off by itself `TRUST_WINDOW` after its
+//! last sign of life, without waiting for the listener task to notice. That
+//! is the bound on what a silently dead listener can make a replica miss.
 //!
 //! Keys are SHA-256 digests of the presented secrets (what the database
 //! stores), never the secrets. Unknown or revoked tokens are not cached: each
@@ -37,16 +40,28 @@ pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
 const MAX_ENTRIES: usize = 10_000;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// The listener pings after this much quiet.
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
+const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long after the listener's last sign of life the cache is trusted.
+pub const TRUST_WINDOW: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct TokenCache {
     entries: Mutex<HashMap<[u8; 32], (TokenIdentity, Instant)>>,
+    /// Digests the database did not know (or knew as revoked), so a bogus
+    /// token presented again and again costs one query per TTL, not one per
+    /// request. Only ever denies; emptied on every announced token change.
+    unknown: Mutex<HashMap<[u8; 32], Instant>>,
     /// Whether the listener is connected and listening.
     live: AtomicBool,
     /// Bumped on every invalidation: a lookup that started before one must
     /// not insert what it read.
     generation: AtomicU64,
+    /// When the listener last proved it hears notifications, in
+    /// milliseconds since `born` (0: never).
+    heard_ms: AtomicU64,
+    born: Instant,
     ttl: Duration,
 }
 
@@ -60,10 +75,30 @@ impl TokenCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
             live: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            heard_ms: AtomicU64::new(0),
+            born: Instant::now(),
             ttl,
         }
+    }
+
+    /// The listener is alive as of now: a LISTEN, a notification or a ping
+    /// answered.
+    fn heard(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.heard_ms.store(ms.max(1), Ordering::Release);
+    }
+
+    /// Connected, and heard from within `TRUST_WINDOW`.
+    fn trusted(&self) -> bool {
+        if !self.live.load(Ordering::Acquire) {
+            return false;
+        }
+        let heard = self.heard_ms.load(Ordering::Acquire);
+        let now = self.born.elapsed().as_millis() as u64;
+        heard != 0 && now.saturating_sub(heard) <= TRUST_WINDOW.as_millis() as u64
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (TokenIdentity, Instant)>> {
@@ -72,7 +107,7 @@ impl TokenCache {
 
     /// The cached identity for a token digest, if fresh and the listener is up.
     pub fn get(&self, digest: &[u8; 32]) -> Option<TokenIdentity> {
-        if !self.live.load(Ordering::Acquire) {
+        if !self.trusted() {
             return None;
         }
         let entries = self.lock();
@@ -88,7 +123,7 @@ impl TokenCache {
     /// Caches what a lookup that began at `generation` found, unless an
     /// invalidation happened since (or the listener is down).
     pub fn insert(&self, digest: [u8; 32], identity: TokenIdentity, generation: u64) {
-        if !self.live.load(Ordering::Acquire) {
+        if !self.trusted() {
             return;
         }
         let mut entries = self.lock();
@@ -103,11 +138,36 @@ impl TokenCache {
         entries.insert(digest, (identity, Instant::now()));
     }
 
+    /// Whether `digest` was looked up and not found within the TTL.
+    pub fn known_unknown(&self, digest: &[u8; 32]) -> bool {
+        let unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        unknown
+            .get(digest)
+            .is_some_and(|at| at.elapsed() < self.ttl)
+    }
+
+    /// Remembers a digest the database did not know, unless a token change
+    /// was announced since the lookup began (`generation`).
+    pub fn insert_unknown(&self, digest: [u8; 32], generation: u64) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
+        if unknown.len() >= MAX_ENTRIES {
+            unknown.clear();
+        }
+        unknown.insert(digest, Instant::now());
+    }
+
     /// Forgets every token.
     pub fn invalidate(&self) {
         let mut entries = self.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.clear();
+        self.unknown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn set_live(&self, live: bool) {
@@ -118,7 +178,7 @@ impl TokenCache {
     }
 
     pub fn is_live(&self) -> bool {
-        self.live.load(Ordering::Acquire)
+        self.trusted()
     }
 }
 
@@ -129,7 +189,7 @@ pub fn spawn_token_watcher(target: DatabaseTarget, cache: Arc<TokenCache>) -> Jo
     spawn_listener(
         target,
         TOKENS_CHANNEL,
-        cache.ttl,
+        KEEPALIVE,
         Backoff {
             min: MIN_BACKOFF,
             max: MAX_BACKOFF,
@@ -138,15 +198,22 @@ pub fn spawn_token_watcher(target: DatabaseTarget, cache: Arc<TokenCache>) -> Jo
             let cache = cache.clone();
             Box::pin(async move {
                 match wake {
-                    Wake::Listening => cache.set_live(true),
+                    Wake::Listening => {
+                        cache.heard();
+                        cache.set_live(true);
+                    }
                     Wake::Notified(op) => {
                         cache.invalidate();
+                        cache.heard();
                         tracing::debug!(%op, "token change announced; token cache emptied");
                     }
-                    // Quiet for a TTL: make sure the connection is still
-                    // there, so a dead one turns the cache off instead of
-                    // leaving it trusted.
-                    Wake::Idle => ping(conn).await?,
+                    // Quiet for a keep-alive: make sure the connection is
+                    // still there. Until it answers, `trusted` runs out on
+                    // its own.
+                    Wake::Idle => {
+                        ping(conn).await?;
+                        cache.heard();
+                    }
                 }
                 Ok(())
             })
@@ -162,10 +229,14 @@ pub fn spawn_token_watcher(target: DatabaseTarget, cache: Arc<TokenCache>) -> Jo
     )
 }
 
+/// Named, so an operator (or a test) can tell the listener's connection in
+/// `pg_stat_activity`.
+pub const KEEPALIVE_SQL: &str = "SELECT 1 -- vibee_tokens listener keep-alive";
+
 async fn ping(conn: &mut diesel_async::AsyncPgConnection) -> Result<(), DbError> {
     // Imported here: its blanket `load` would shadow the atomics' `load` above.
     use diesel_async::RunQueryDsl;
-    match tokio::time::timeout(PING_TIMEOUT, diesel::sql_query("SELECT 1").execute(conn)).await {
+    match tokio::time::timeout(PING_TIMEOUT, diesel::sql_query(KEEPALIVE_SQL).execute(conn)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(DbError::Unavailable(
