@@ -28,14 +28,6 @@ async fn body_bytes<S: Send + Sync>(
     state: &S,
     limit: usize,
 ) -> Result<Bytes, AppError> {
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(AppError::payload_too_large(limit));
-    }
     let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             AppError::payload_too_large(limit)
