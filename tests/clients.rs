@@ -116,6 +116,7 @@ async fn the_bridge_docs_go_code_works_against_the_server() {
         "http.MethodDelete, s.endpoint(), nil",
         "resp.StatusCode != http.StatusOK",
         "req.Header.Set(\"If-Match\", ifMatch)",
+        "return resp.Header.Get(\"ETag\"), nil",
     ] {
         assert!(doc.contains(call), "docs/BRIDGE_INTEGRATION.md lacks {call}");
     }

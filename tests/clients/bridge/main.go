@@ -65,13 +65,11 @@ func (s *Storage) LoadSession(ctx context.Context) ([]byte, error) {
 }
 
 func (s *Storage) StoreSession(ctx context.Context, data []byte) error {
-	_, err := s.store(ctx, data, "")
+	_, err := s.Store(ctx, data, "")
 	return err
 }
 
-// store is StoreSession with the doc's optional If-Match; it returns the
-// new ETag.
-func (s *Storage) store(ctx context.Context, data []byte, ifMatch string) (string, error) {
+func (s *Storage) Store(ctx context.Context, data []byte, ifMatch string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, s.endpoint(), bytes.NewReader(data))
 	if err != nil {
 		return "", err
@@ -93,7 +91,6 @@ func (s *Storage) store(ctx context.Context, data []byte, ifMatch string) (strin
 	return resp.Header.Get("ETag"), nil
 }
 
-// Clear is the doc's DeleteSession: the bridge logged out.
 func (s *Storage) Clear(ctx context.Context) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, s.endpoint(), nil)
 	if err != nil {
@@ -129,16 +126,17 @@ func main() {
 	must(errors.Is(err, errNotFound), "first load: want not found, got %v", err)
 	// A real Telethon/gotd session file is tens of KiB.
 	first := bytes.Repeat([]byte{0, 1, 2, 250, 251, 255}, 69*1024/6)
-	must(s.StoreSession(ctx, first) == nil, "store: %v", s.StoreSession(ctx, first))
+	err = s.StoreSession(ctx, first)
+	must(err == nil, "store: %v", err)
 	got, err := s.LoadSession(ctx)
 	must(err == nil && bytes.Equal(got, first), "load after store: %d bytes, %v", len(got), err)
 
 	// The auth key changes: a conditional replace with the current ETag.
-	etag, err := s.store(ctx, []byte("second key"), "")
+	etag, err := s.Store(ctx, []byte("second key"), "")
 	must(err == nil && etag != "", "replace: etag %q, %v", etag, err)
-	next, err := s.store(ctx, []byte("third key"), etag)
+	next, err := s.Store(ctx, []byte("third key"), etag)
 	must(err == nil && next != etag, "conditional replace: etag %q, %v", next, err)
-	_, err = s.store(ctx, []byte("lost update"), etag)
+	_, err = s.Store(ctx, []byte("lost update"), etag)
 	must(err != nil && bytes.Contains([]byte(err.Error()), []byte("412")), "stale If-Match: want 412, got %v", err)
 	got, _ = s.LoadSession(ctx)
 	must(string(got) == "third key", "after the refused write: %q", got)
