@@ -118,7 +118,10 @@ async fn the_bridge_docs_go_code_works_against_the_server() {
         "req.Header.Set(\"If-Match\", ifMatch)",
         "return resp.Header.Get(\"ETag\"), nil",
     ] {
-        assert!(doc.contains(call), "docs/BRIDGE_INTEGRATION.md lacks {call}");
+        assert!(
+            doc.contains(call),
+            "docs/BRIDGE_INTEGRATION.md lacks {call}"
+        );
     }
 }
 
