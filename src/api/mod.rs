@@ -7,6 +7,7 @@ mod auth;
 mod blob;
 mod error;
 mod extract;
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod middleware;
