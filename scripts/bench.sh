@@ -104,7 +104,7 @@ SQL
 server_start "$bin" "$work/server.log" RUST_LOG="${BENCH_RUST_LOG:-info}" -- --no-migrate \
   || { say "the server did not start"; exit 1; }
 base=$server_url
-curl -fs -H "Authorization: Bearer $TOKEN" "$base/api/v1/sessions/bench0000000" >/dev/null \
+curl -fs -H "Authorization: Bearer $TOKEN" "$base/api/v1/users/bench0000000/session" >/dev/null \
   || { say "a seeded session does not read back"; exit 1; }
 
 # --- load ----------------------------------------------------------------

@@ -22,8 +22,6 @@ pub trait RequiredScope {
     const SCOPES: &'static [Scope];
 }
 
-/// Any valid token.
-pub struct AnyToken;
 pub struct Read;
 /// A credentials read: `sessions:read`, or an agent host's `sessions:boot`.
 pub struct ReadOrBoot;
@@ -33,9 +31,6 @@ pub struct List;
 pub struct ListOrBoot;
 pub struct Admin;
 
-impl RequiredScope for AnyToken {
-    const SCOPES: &'static [Scope] = &[];
-}
 impl RequiredScope for Read {
     const SCOPES: &'static [Scope] = &[Scope::SessionsRead];
 }

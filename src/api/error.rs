@@ -4,17 +4,39 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::DbError;
+
+/// The body of every error response: what `into_response` serializes and
+/// what the OpenAPI document describes, so the two cannot drift.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, for a person.
+    error: String,
+    /// What is wrong, for a program: `malformed_request`, `invalid_query`,
+    /// `invalid_field`, `unauthorized`, `forbidden`, `not_found`,
+    /// `no_session_data`, `method_not_allowed`, `request_timeout`,
+    /// `conflict`, `session_inactive`, `precondition_failed`,
+    /// `payload_too_large`, `unsupported_media_type`, `integrity_error`,
+    /// `internal_error`, `unavailable`, `timeout`.
+    #[schema(value_type = String)]
+    code: &'static str,
+    /// The field at fault, with `invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    field: Option<&'static str>,
+    /// The scope the token lacks, with `forbidden` (403).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    required_scope: Option<&'static str>,
+}
 
 #[derive(Debug)]
 pub struct AppError {
     status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<&'static str>,
-    extra: Option<(&'static str, String)>,
+    body: ErrorBody,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -23,10 +45,12 @@ impl AppError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
-            message: message.into(),
-            field: None,
-            extra: None,
+            body: ErrorBody {
+                error: message.into(),
+                code,
+                field: None,
+                required_scope: None,
+            },
         }
     }
 
@@ -40,10 +64,9 @@ impl AppError {
     }
 
     pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field: Some(field),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
-        }
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
+        e.body.field = Some(field);
+        e
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -59,14 +82,23 @@ impl AppError {
     }
 
     pub fn forbidden(scope: &'static str) -> Self {
-        Self {
-            extra: Some(("required_scope", scope.to_owned())),
-            ..Self::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this token lacks the scope {scope}"),
-            )
-        }
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token lacks the scope {scope}"),
+        );
+        e.body.required_scope = Some(scope);
+        e
+    }
+
+    /// A write to, or a credentials read of, a deactivated session.
+    pub fn inactive() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "session_inactive",
+            "the session is deactivated: it serves no credentials and takes no writes \
+             until POST /api/v1/sessions/{session_id}/reactivate",
+        )
     }
 
     /// A 403 for a route that accepts any of `scopes`; `required_scope`
@@ -76,14 +108,13 @@ impl AppError {
             return Self::forbidden(first);
         }
         let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
-        Self {
-            extra: Some(("required_scope", first.to_owned())),
-            ..Self::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this token lacks the scope {}", names.join(" or ")),
-            )
-        }
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token lacks the scope {}", names.join(" or ")),
+        );
+        e.body.required_scope = Some(first);
+        e
     }
 
     pub fn unsupported_media_type(expected: &str) -> Self {
@@ -121,6 +152,10 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    pub fn code(&self) -> &'static str {
+        self.body.code
+    }
 }
 
 impl From<crate::db::validate::Invalid> for AppError {
@@ -139,6 +174,14 @@ impl From<DbError> for AppError {
                 "session_id is already used by another user",
             ),
             DbError::Invalid(i) => AppError::invalid_field(i.field, i.to_string()),
+            DbError::Inactive => AppError::inactive(),
+            DbError::VersionMismatch { current } => AppError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!(
+                    "the session is at version {current} (ETag \"{current}\"), not one If-Match names"
+                ),
+            ),
             DbError::Integrity { .. } => {
                 // Logged with its place where it was detected; the caller
                 // learns only that stored data failed its check.
@@ -179,14 +222,7 @@ impl From<DbError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "code": self.code });
-        if let Some(field) = self.field {
-            body["field"] = json!(field);
-        }
-        if let Some((k, v)) = self.extra {
-            body[k] = json!(v);
-        }
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = (self.status, axum::Json(self.body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

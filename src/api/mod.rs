@@ -1,6 +1,8 @@
 //! The REST API (axum): one `App` state, handlers that take it and return
 //! `AppResult<T>`, errors turned into statuses in one place (`error.rs`).
 
+mod activity;
+mod apidoc;
 mod auth;
 mod blob;
 mod error;
@@ -11,7 +13,9 @@ pub mod fuzzing;
 pub mod limits;
 mod middleware;
 mod ops;
+mod session;
 mod sessions;
+mod users;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -20,7 +24,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -28,13 +31,12 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::TokenUses;
-pub use error::{AppError, AppResult};
+pub use error::{AppError, AppResult, ErrorBody};
 pub use ops::spawn_gauge_refresh;
 
 use crate::db::activity::AuditQueue;
@@ -97,48 +99,19 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The body of every error response.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What is wrong, for a person.
-    error: String,
-    /// What is wrong, for a program: `malformed_request`, `invalid_field`,
-    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, ...
-    code: String,
-    /// The field at fault, for `invalid_field`.
-    field: Option<String>,
-}
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "vibee-sessions",
-        description = "Encrypted store of Telegram session credentials for a multi-tenant agent. \
-            Every /api/v1 route needs `Authorization: Bearer <token>` with the scope it names."
-    ),
-    components(schemas(ErrorBody)),
-    modifiers(&BearerAuth)
-)]
-struct ApiDoc;
-
 fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    // Every path names one key: `{session_id}` under /sessions, `{user_id}`
+    // under /users. No segment means a user_id for one method and a
+    // session_id for another.
+    OpenApiRouter::with_openapi(apidoc::ApiDoc::openapi())
         .routes(routes!(sessions::upsert, sessions::list))
-        .routes(routes!(sessions::get, sessions::patch, sessions::delete))
-        .routes(routes!(sessions::activity))
-        .routes(routes!(blob::get, blob::put))
+        .routes(routes!(session::get, session::patch, session::delete))
+        .routes(routes!(session::reactivate))
+        .routes(routes!(activity::of_session))
+        .routes(routes!(blob::get, blob::put, blob::delete))
+        .routes(routes!(users::get))
+        .routes(routes!(users::session))
+        .routes(routes!(activity::of_user))
         .routes(routes!(ops::stats))
         .routes(routes!(ops::keys))
         .routes(routes!(ops::openapi))
@@ -150,13 +123,17 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document of the API, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
+    apidoc::finish(routes().1)
 }
 
+/// The document as served and as committed in `docs/openapi.json`, byte for
+/// byte (a final newline, as editors and `git diff` expect).
 pub fn openapi_json() -> String {
-    openapi()
+    let mut doc = openapi()
         .to_pretty_json()
-        .expect("the OpenAPI document serializes")
+        .expect("the OpenAPI document serializes");
+    doc.push('\n');
+    doc
 }
 
 /// The process-wide Prometheus recorder (metrics has one global recorder).
@@ -182,7 +159,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Drains recorded histogram samples into their buckets every `period`.
 /// Without it (`install_recorder` spawns nothing) every sample of
 /// `http_request_duration_seconds` stays in memory until `/metrics` is
-/// scraped: a server nobody scrapes grew by ~20 bytes a request (seen in a soak run).
+/// scraped: a server nobody scrapes grew by ~20 bytes a request (soak, issue 7).
 pub fn spawn_metrics_upkeep(
     handle: PrometheusHandle,
     period: Duration,

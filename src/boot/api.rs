@@ -46,7 +46,7 @@ pub fn cleartext_warning(base: &str) -> Option<String> {
     ))
 }
 
-/// `GET /api/v1/sessions/{user_id}`.
+/// `GET /api/v1/users/{user_id}/session?boot=true`.
 #[derive(Deserialize)]
 struct Credentials {
     user_id: String,
@@ -115,9 +115,10 @@ impl ApiSource {
         Zeroizing::new(format!("Bearer {}", self.token.expose_secret()))
     }
 
-    fn session_url(&self, user_id: &str) -> String {
+    /// A tenant's session with its credentials (the API's user_id route).
+    fn credentials_url(&self, user_id: &str) -> String {
         format!(
-            "{}/api/v1/sessions/{}",
+            "{}/api/v1/users/{}/session",
             self.base,
             utf8_percent_encode(user_id, SEGMENT)
         )
@@ -173,7 +174,7 @@ impl ApiSource {
         let what = format!("GET session {user_id}");
         let result = self
             .agent
-            .get(format!("{}?boot=true", self.session_url(user_id)))
+            .get(format!("{}?boot=true", self.credentials_url(user_id)))
             .header("Authorization", self.bearer().as_str())
             .header("Accept", "application/json")
             .call();
@@ -219,7 +220,10 @@ impl ApiSource {
     }
 
     pub fn load_user(&self, user_id: &str) -> Result<TenantConfig, BootError> {
-        let c = self.get_credentials(user_id)?;
+        let c = self.get_credentials(user_id).map_err(|e| match e {
+            BootError::Inactive(_) => BootError::Inactive(user_id.to_owned()),
+            other => other,
+        })?;
         if !c.is_active {
             return Err(BootError::Inactive(user_id.to_owned()));
         }

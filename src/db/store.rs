@@ -17,14 +17,15 @@
 use std::sync::Arc;
 
 use secrecy::SecretSlice;
+use zeroize::Zeroizing;
 
 use crate::domain::{SessionId, UserId};
 
-use super::activity::{self, Activity, AuditContext, AuditQueue};
+use super::activity::{self, Activity, AuditContext, AuditQueue, TrailOf};
 use super::error::DbError;
 use super::keys::Vault;
 use super::sessions::{
-    self, ListQuery, Page, Session, SessionInput, SessionMeta, SessionPatch, Upserted,
+    self, By, Expected, ListQuery, Page, Session, SessionInput, SessionMeta, SessionPatch, Upserted,
 };
 use super::stats::{self, Stats};
 use super::{Pool, PooledConnection};
@@ -56,16 +57,31 @@ impl Store {
         Ok(self.pool.get().await?)
     }
 
-    /// One session with its decrypted credentials; the read's audit row has
-    /// committed before this returns.
+    /// The session of a tenant with its decrypted credentials; the read's
+    /// audit row has committed before this returns. A deactivated session is
+    /// `DbError::Inactive`.
     pub async fn credentials(
         &self,
         ctx: &AuditContext,
         user_id: &UserId,
     ) -> Result<Session, DbError> {
+        self.credentials_by(ctx, By::UserId(user_id.as_str())).await
+    }
+
+    /// `credentials`, of the session named by its session_id.
+    pub async fn session_credentials(
+        &self,
+        ctx: &AuditContext,
+        session_id: &SessionId,
+    ) -> Result<Session, DbError> {
+        self.credentials_by(ctx, By::SessionId(session_id.as_str()))
+            .await
+    }
+
+    async fn credentials_by(&self, ctx: &AuditContext, by: By<'_>) -> Result<Session, DbError> {
         let found = {
             let mut conn = self.conn().await?;
-            sessions::read_credentials(&mut conn, &self.vault, user_id.as_str()).await?
+            sessions::read_credentials(&mut conn, &self.vault, by).await?
         };
         // Recorded after the connection is back in the pool, so readers waiting
         // for their batch's commit do not starve the writer of connections.
@@ -100,13 +116,32 @@ impl Store {
         }
     }
 
-    /// The MTProto session blob of a session (`None` when none is stored);
-    /// the read's audit row has committed before this returns.
+    /// Metadata of a tenant's session (its session_id among it); nothing is
+    /// decrypted or audited.
+    pub async fn user(&self, user_id: &UserId) -> Result<SessionMeta, DbError> {
+        let mut conn = self.conn().await?;
+        sessions::meta(&mut conn, By::UserId(user_id.as_str())).await
+    }
+
+    /// Whether `value` is some session's user_id (to tell an old client that
+    /// sent one where a session_id is expected what changed).
+    pub async fn is_user_id(&self, value: &str) -> Result<bool, DbError> {
+        let mut conn = self.conn().await?;
+        match sessions::meta(&mut conn, By::UserId(value)).await {
+            Ok(_) => Ok(true),
+            Err(DbError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The MTProto session blob of a session (`None` when none is stored)
+    /// and the session's version; the read's audit row has committed before
+    /// this returns. A deactivated session is `DbError::Inactive`.
     pub async fn session_data(
         &self,
         ctx: &AuditContext,
         session_id: &SessionId,
-    ) -> Result<Option<SecretSlice<u8>>, DbError> {
+    ) -> Result<Option<(SecretSlice<u8>, i64)>, DbError> {
         let read = {
             let mut conn = self.conn().await?;
             sessions::read_session_data(&mut conn, &self.vault, session_id.as_str()).await?
@@ -115,7 +150,7 @@ impl Store {
             return Ok(None);
         };
         self.audit.record(ctx, read.event()).await?;
-        Ok(Some(read.data))
+        Ok(Some((read.data, read.version)))
     }
 
     /// Creates or updates the session of `input.user_id`.
@@ -128,15 +163,28 @@ impl Store {
         sessions::upsert(&mut conn, &self.vault, ctx, input).await
     }
 
-    /// Changes non-secret fields of a session.
+    /// Changes non-secret fields of an active session.
     pub async fn update_metadata(
         &self,
         ctx: &AuditContext,
-        user_id: &UserId,
+        session_id: &SessionId,
         patch: &SessionPatch,
+        expected: Expected<'_>,
     ) -> Result<SessionMeta, DbError> {
         let mut conn = self.flushed_conn().await?;
-        sessions::update_metadata(&mut conn, ctx, user_id.as_str(), patch).await
+        let by = By::SessionId(session_id.as_str());
+        sessions::update_metadata(&mut conn, ctx, by, patch, expected).await
+    }
+
+    /// Makes a deactivated session active again (audited when it changes).
+    pub async fn reactivate(
+        &self,
+        ctx: &AuditContext,
+        session_id: &SessionId,
+    ) -> Result<SessionMeta, DbError> {
+        let mut conn = self.flushed_conn().await?;
+        let (meta, _) = sessions::reactivate(&mut conn, ctx, session_id.as_str()).await?;
+        Ok(meta)
     }
 
     /// Marks a session inactive; `Ok(false)` when it already was.
@@ -155,15 +203,28 @@ impl Store {
         sessions::purge(&mut conn, ctx, session_id.as_str()).await
     }
 
-    /// Replaces the MTProto session blob of a session.
+    /// Replaces the MTProto session blob of an active session.
     pub async fn put_session_data(
         &self,
         ctx: &AuditContext,
         session_id: &SessionId,
-        data: &SecretSlice<u8>,
+        data: Zeroizing<Vec<u8>>,
+        expected: Expected<'_>,
     ) -> Result<SessionMeta, DbError> {
         let mut conn = self.flushed_conn().await?;
-        sessions::put_session_data(&mut conn, &self.vault, ctx, session_id.as_str(), data).await
+        let id = session_id.as_str();
+        sessions::put_session_data(&mut conn, &self.vault, ctx, id, data, expected).await
+    }
+
+    /// Clears the MTProto session blob of an active session (audited).
+    pub async fn delete_session_data(
+        &self,
+        ctx: &AuditContext,
+        session_id: &SessionId,
+        expected: Expected<'_>,
+    ) -> Result<SessionMeta, DbError> {
+        let mut conn = self.flushed_conn().await?;
+        sessions::delete_session_data(&mut conn, ctx, session_id.as_str(), expected).await
     }
 
     /// A page of sessions, metadata only. Not flushed: a listing of
@@ -173,16 +234,16 @@ impl Store {
         sessions::list(&mut conn, query).await
     }
 
-    /// A user's audit trail, newest first, with this process's queued
-    /// events in it (read-your-writes).
+    /// A tenant's or a session's audit trail, newest first, with this
+    /// process's queued events in it (read-your-writes).
     pub async fn activity(
         &self,
-        user_id: &UserId,
+        of: TrailOf<'_>,
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<Activity>, DbError> {
         let mut conn = self.flushed_conn().await?;
-        activity::list_for_user(&mut conn, user_id.as_str(), before, limit).await
+        activity::list_trail(&mut conn, of, before, limit).await
     }
 
     /// The operators' figures, counting this process's queued events.

@@ -6,5 +6,5 @@
 mod blob;
 mod ids;
 
-pub use blob::{NotBase64, decode_session_data};
+pub use blob::{NotBase64, SESSION_DATA_BASE64, decode_session_data};
 pub use ids::{SessionId, UserId};

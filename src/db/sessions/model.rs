@@ -11,6 +11,46 @@ use uuid::Uuid;
 use crate::db::schema::user_sessions;
 use crate::db::validate::{self, Invalid};
 
+/// Which key names a session: its tenant (`user_id`) or its own id
+/// (`session_id`). Both are unique; the API keeps the two apart by route.
+#[derive(Debug, Clone, Copy)]
+pub enum By<'a> {
+    UserId(&'a str),
+    SessionId(&'a str),
+}
+
+impl By<'_> {
+    pub(super) fn query(self) -> user_sessions::BoxedQuery<'static, diesel::pg::Pg> {
+        let all = user_sessions::table.into_boxed();
+        match self {
+            By::UserId(id) => all.filter(user_sessions::user_id.eq(id.to_owned())),
+            By::SessionId(id) => all.filter(user_sessions::session_id.eq(id.to_owned())),
+        }
+    }
+}
+
+/// The version a conditional write (`If-Match`) expects: `None` writes
+/// unconditionally; `Some(list)` only when the current version is in it.
+pub type Expected<'a> = Option<&'a [i64]>;
+
+/// What every write checks on the locked row: the session is active, and at
+/// the version the write expects.
+pub(super) fn check_writable(
+    is_active: bool,
+    version: i64,
+    expected: Expected<'_>,
+) -> Result<(), crate::db::DbError> {
+    if !is_active {
+        return Err(crate::db::DbError::Inactive);
+    }
+    match expected {
+        Some(list) if !list.contains(&version) => {
+            Err(crate::db::DbError::VersionMismatch { current: version })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Everything about a session but its secrets.
 #[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
 #[diesel(table_name = user_sessions)]
@@ -25,7 +65,7 @@ pub struct SessionMeta {
     pub is_authorized: bool,
     pub digital_twin_enabled: bool,
     pub auto_reply_enabled: bool,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<crate::db::validate::ChatRef>)]
     pub target_chats: Value,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub version: i64,
@@ -47,6 +87,8 @@ pub(super) struct SealedRow {
     /// The lookup keys: bound into every ciphertext (format v2).
     pub(super) user_id: String,
     pub(super) session_id: String,
+    pub(super) is_active: bool,
+    pub(super) version: i64,
     pub(super) api_hash_encrypted: Vec<u8>,
     pub(super) phone_encrypted: Option<Vec<u8>>,
     pub(super) session_data_encrypted: Option<Vec<u8>>,
@@ -189,6 +231,8 @@ pub struct ListQuery {
     pub after: Option<String>,
     pub include_inactive: bool,
     pub is_authorized: Option<bool>,
+    /// Only the session of this tenant (a page of at most one).
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::json;
 
-use super::model::{ListQuery, MAX_PAGE, Page, SealedRow, Session, SessionMeta};
+use super::model::{By, ListQuery, MAX_PAGE, Page, SealedRow, Session, SessionMeta};
 use super::seal::{SESSION_DATA, credentials, open_field, open_row, ring_for};
 use crate::db::activity::{self, ActivityType, AuditContext, Event};
 use crate::db::error::DbError;
@@ -21,7 +21,7 @@ pub async fn get_credentials(
     ctx: &AuditContext,
     user_id: &str,
 ) -> Result<Session, DbError> {
-    let session = read_credentials(conn, vault, user_id).await?;
+    let session = read_credentials(conn, vault, By::UserId(user_id)).await?;
     activity::record(conn, ctx, credentials_read_event(&session.meta)).await?;
     Ok(session)
 }
@@ -29,16 +29,21 @@ pub async fn get_credentials(
 /// One session with its decrypted credentials, NOT audited: the caller must
 /// record `credentials_read_event` before handing them out. Only `db` sees
 /// it: `Store::credentials` queues the event, `get_credentials` writes it.
+/// A deactivated session is `DbError::Inactive`, and nothing of it is
+/// decrypted.
 pub(in crate::db) async fn read_credentials(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
-    user_id: &str,
+    by: By<'_>,
 ) -> Result<Session, DbError> {
-    let (meta, row) = user_sessions::table
-        .filter(user_sessions::user_id.eq(user_id))
+    let (meta, row) = by
+        .query()
         .select((SessionMeta::as_select(), SealedRow::as_select()))
         .first::<(SessionMeta, SealedRow)>(conn)
         .await?;
+    if !meta.is_active {
+        return Err(DbError::Inactive);
+    }
     let ring = ring_for(conn, vault, &row).await?;
     let credentials = credentials(open_row(&ring, &row)?)?;
     Ok(Session { meta, credentials })
@@ -56,8 +61,13 @@ pub(in crate::db) fn credentials_read_event(meta: &SessionMeta) -> Event<'_> {
 
 /// Metadata of one session; no secret, not audited.
 pub async fn get_meta(conn: &mut AsyncPgConnection, user_id: &str) -> Result<SessionMeta, DbError> {
-    Ok(user_sessions::table
-        .filter(user_sessions::user_id.eq(user_id))
+    meta(conn, By::UserId(user_id)).await
+}
+
+/// Metadata of one session, by either key; no secret, not audited.
+pub async fn meta(conn: &mut AsyncPgConnection, by: By<'_>) -> Result<SessionMeta, DbError> {
+    Ok(by
+        .query()
         .select(SessionMeta::as_select())
         .first(conn)
         .await?)
@@ -80,6 +90,9 @@ pub async fn list(conn: &mut AsyncPgConnection, q: &ListQuery) -> Result<Page, D
     }
     if let Some(after) = &q.after {
         query = query.filter(user_sessions::user_id.gt(after));
+    }
+    if let Some(user_id) = &q.user_id {
+        query = query.filter(user_sessions::user_id.eq(user_id));
     }
     let mut sessions: Vec<SessionMeta> = query.load(conn).await?;
     let next_cursor = if sessions.len() as i64 > limit {
@@ -113,6 +126,8 @@ pub async fn get_session_data(
 pub(in crate::db) struct SessionDataRead {
     pub session_id: String,
     pub user_id: String,
+    /// The session's version when the blob was read (its `ETag`).
+    pub version: i64,
     pub data: SecretSlice<u8>,
 }
 
@@ -130,7 +145,8 @@ impl SessionDataRead {
 
 /// The MTProto session blob of a session (`None` when none is stored), NOT
 /// audited: the caller records `SessionDataRead::event` before handing it out.
-/// Only `db` sees it (`Store::session_data`, `get_session_data`).
+/// Only `db` sees it (`Store::session_data`, `get_session_data`). A
+/// deactivated session is `DbError::Inactive`.
 pub(in crate::db) async fn read_session_data(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
@@ -141,6 +157,9 @@ pub(in crate::db) async fn read_session_data(
         .select((user_sessions::user_id, SealedRow::as_select()))
         .first::<(String, SealedRow)>(conn)
         .await?;
+    if !row.is_active {
+        return Err(DbError::Inactive);
+    }
     let Some(stored) = row.session_data_encrypted.as_deref() else {
         return Ok(None);
     };
@@ -149,6 +168,7 @@ pub(in crate::db) async fn read_session_data(
     Ok(Some(SessionDataRead {
         session_id: session_id.to_owned(),
         user_id,
+        version: row.version,
         data: SecretSlice::from(data.to_vec()),
     }))
 }

@@ -3,15 +3,18 @@
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::TryFutureExt;
-use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::{Value, json};
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::crypto::{KeyRing, random_hex};
 
-use super::model::{SealedRow, SessionInput, SessionMeta, SessionPatch, Upserted};
+use super::lifecycle::lock_writable;
+use super::model::{
+    By, Expected, SealedRow, SessionInput, SessionMeta, SessionPatch, Upserted, check_writable,
+};
 use super::seal::{
-    Place, Plain, SEALED_FIELDS, Sealed, check_seal_ring, open_row, ring_for, seal_row,
+    Place, Plain, Replacement, SEALED_FIELDS, Sealed, check_seal_ring, merge, seal_row,
     secret_bytes, slice_bytes,
 };
 use crate::db::activity::{self, ActivityType, AuditContext, Event};
@@ -74,6 +77,7 @@ async fn upsert_once(
                 .await
                 .optional()?;
             if let Some((row, stored_session_id)) = existing {
+                check_writable(row.is_active, row.version, None)?;
                 let stored = Stored {
                     row: &row,
                     session_id: &stored_session_id,
@@ -171,21 +175,16 @@ async fn update_existing(
         session_id: stored_session_id,
     } = stored;
     // Every ciphertext of a row is under the row's one data key, so fields
-    // not being replaced are re-sealed under the primary too.
-    let open_ring = ring_for(conn, vault, row).await?;
-    check_seal_ring(vault, seal_ring)?;
-    let stored = open_row(&open_ring, row)?;
-    let plain = Plain {
-        api_hash: secret_bytes(&input.api_hash),
-        phone: match &input.phone {
-            Some(p) => Some(secret_bytes(p)),
-            None => stored.phone,
-        },
-        session_data: match &input.session_data {
-            Some(d) => Some(slice_bytes(d)),
-            None => stored.session_data,
-        },
+    // not being replaced are re-sealed under the primary too; the ones being
+    // replaced are never decrypted.
+    let new = Replacement {
+        api_hash: Some(secret_bytes(&input.api_hash)),
+        phone: input.phone.as_ref().map(|p| Some(secret_bytes(p))),
+        session_data: input.session_data.as_ref().map(|d| Some(slice_bytes(d))),
     };
+    let plain = merge(conn, vault, row, new).await?;
+    // Opening the row may have reloaded the ring (another replica rotated).
+    check_seal_ring(vault, seal_ring)?;
     // A changed session_id is a changed lookup key: sealed for the new one.
     let place = Place {
         session_id: input.session_id.as_deref().unwrap_or(&row.session_id),
@@ -216,7 +215,6 @@ async fn update_existing(
             user_sessions::phone_encrypted.eq(&sealed.phone),
             user_sessions::session_data_encrypted.eq(&sealed.session_data),
             user_sessions::data_key_id.eq(sealed.data_key_id),
-            user_sessions::is_active.eq(true),
             user_sessions::version.eq(user_sessions::version + 1),
             user_sessions::updated_at.eq(diesel::dsl::now),
         ))
@@ -315,16 +313,18 @@ pub async fn purge(
     .await
 }
 
-/// Changes non-secret fields of a session.
+/// Changes non-secret fields of an active session.
 pub async fn update_metadata(
     conn: &mut AsyncPgConnection,
     ctx: &AuditContext,
-    user_id: &str,
+    by: By<'_>,
     patch: &SessionPatch,
+    expected: Expected<'_>,
 ) -> Result<SessionMeta, DbError> {
     patch.validate()?;
     conn.transaction::<_, DbError, _>(async |conn| {
-        let meta = diesel::update(user_sessions::table.filter(user_sessions::user_id.eq(user_id)))
+        let row = lock_writable(conn, by, expected).await?;
+        let meta = diesel::update(user_sessions::table.find(row.id))
             .set((
                 patch.clone(),
                 user_sessions::version.eq(user_sessions::version + 1),
@@ -349,18 +349,22 @@ pub async fn update_metadata(
     .await
 }
 
-/// Replaces the MTProto session blob of a session.
+/// Replaces the MTProto session blob of an active session. The old blob is
+/// never decrypted (a blob that fails its integrity check can be replaced);
+/// the other sealed values are, to move the row to the primary key. `data`
+/// is the request's buffer, zeroized when dropped.
 pub async fn put_session_data(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
     ctx: &AuditContext,
     session_id: &str,
-    data: &SecretSlice<u8>,
+    data: Zeroizing<Vec<u8>>,
+    expected: Expected<'_>,
 ) -> Result<SessionMeta, DbError> {
-    validate::session_data(data.expose_secret())?;
+    validate::session_data(&data)?;
     let mut refused = 0;
     loop {
-        match put_session_data_once(conn, vault, ctx, session_id, data).await {
+        match put_session_data_once(conn, vault, ctx, session_id, &data, expected).await {
             Err(DbError::StaleKey) if refused < STALE_KEY_RETRIES => {
                 refused += 1;
                 vault.reload_after_refusal(conn).await?;
@@ -375,24 +379,25 @@ async fn put_session_data_once(
     vault: &Vault,
     ctx: &AuditContext,
     session_id: &str,
-    data: &SecretSlice<u8>,
+    data: &Zeroizing<Vec<u8>>,
+    expected: Expected<'_>,
 ) -> Result<SessionMeta, DbError> {
+    let bytes = data.len();
     let seal_ring = vault.reserve(conn, SEALED_FIELDS).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
-        let row = user_sessions::table
-            .filter(user_sessions::session_id.eq(session_id))
-            .select(SealedRow::as_select())
-            .for_update()
-            .first(conn)
-            .await?;
-        let open_ring = ring_for(conn, vault, &row).await?;
+        let row = lock_writable(conn, By::SessionId(session_id), expected).await?;
+        let new = Replacement {
+            // One copy per attempt: an attempt the database refuses (a stale
+            // key) is retried with the same bytes.
+            session_data: Some(Some(Zeroizing::new(data.to_vec()))),
+            ..Default::default()
+        };
+        let plain = merge(conn, vault, &row, new).await?;
         check_seal_ring(vault, &seal_ring)?;
-        let mut plain = open_row(&open_ring, &row)?;
-        plain.session_data = Some(slice_bytes(data));
         let sealed = seal_row(&seal_ring, Place::of(&row), &plain);
         let meta = write_sealed(conn, row.id, &sealed).await?;
         let details = json!({
-            "bytes": data.expose_secret().len(),
+            "bytes": bytes,
             "data_key_id": meta.data_key_id,
         });
         let event = Event {
