@@ -5,9 +5,9 @@ mod auth;
 mod blob;
 mod error;
 mod extract;
-mod leases;
 #[doc(hidden)]
 pub mod fuzzing;
+mod leases;
 mod middleware;
 mod ops;
 mod sessions;

@@ -14,9 +14,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::activity::{self, Activity};
-use crate::db::sessions::{
-    self, ListQuery, SessionInput, SessionMeta, SessionPatch, Upserted,
-};
+use crate::db::sessions::{self, ListQuery, SessionInput, SessionMeta, SessionPatch, Upserted};
 
 use super::auth::{Auth, List, Read, Write};
 use super::error::{AppError, AppResult};

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use super::{BootError, TenantConfig};
 
 /// Everything but the unreserved characters of RFC 3986 is escaped.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
@@ -58,8 +58,8 @@ struct ErrorBody {
 }
 
 pub struct ApiSource {
-    agent: ureq::Agent,
-    base: String,
+    pub(super) agent: ureq::Agent,
+    pub(super) base: String,
     token: SecretString,
 }
 
@@ -79,11 +79,11 @@ impl ApiSource {
         Ok(Self { agent, base, token })
     }
 
-    fn bearer(&self) -> Zeroizing<String> {
+    pub(super) fn bearer(&self) -> Zeroizing<String> {
         Zeroizing::new(format!("Bearer {}", self.token.expose_secret()))
     }
 
-    fn session_url(&self, user_id: &str) -> String {
+    pub(super) fn session_url(&self, user_id: &str) -> String {
         format!(
             "{}/api/v1/sessions/{}",
             self.base,
