@@ -8,7 +8,8 @@ use serde_json::json;
 use crate::config::{self, Env};
 use crate::crypto::{KekId, MasterKey};
 use crate::db::activity::AuditContext;
-use crate::db::{DatabaseTarget, MasterKeySource, keys};
+use crate::db::keys::KeyState;
+use crate::db::{MasterKeySource, keys};
 
 use super::CliError;
 
@@ -106,7 +107,7 @@ pub async fn run(command: KeysCommand, env: &dyn Env) -> Result<(), CliError> {
 }
 
 async fn destroy(env: &dyn Env, id: i32) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let mut conn = target.connect().await?;
     keys::destroy_key(&mut conn, &AuditContext::cli(), id)
         .await
@@ -129,11 +130,11 @@ fn configured_kek_id(env: &dyn Env) -> Result<Option<KekId>, CliError> {
 }
 
 async fn status(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let ours = configured_kek_id(env)?;
     let mut conn = target.connect().await?;
     let keys = keys::key_status(&mut conn).await?;
-    let live = keys.iter().filter(|k| k.state != "retired");
+    let live = keys.iter().filter(|k| k.state != KeyState::Retired);
     let matches = ours
         .as_ref()
         .map(|ours| live.clone().all(|k| k.kek_id == ours.as_str()));

@@ -3,8 +3,7 @@
 use clap::Subcommand;
 use secrecy::ExposeSecret;
 
-use crate::config::{self, Env};
-use crate::db::DatabaseTarget;
+use crate::config::Env;
 use crate::db::tokens::{self, Scope};
 
 use super::CliError;
@@ -17,8 +16,8 @@ pub enum TokenCommand {
         #[arg(long)]
         name: String,
         /// sessions:read (credentials), sessions:write, sessions:list, admin (everything).
-        /// Repeat or separate with commas.
-        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        /// Any of `--scope a,b`, `--scope a b` and `--scope a --scope b`.
+        #[arg(long = "scope", required = true, num_args = 1.., value_delimiter = ',')]
         scopes: Vec<Scope>,
     },
     /// List tokens: names, scopes, use. Never the secrets.
@@ -31,7 +30,7 @@ pub enum TokenCommand {
 }
 
 pub async fn run(command: TokenCommand, env: &dyn Env) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let mut conn = target.connect().await?;
     match command {
         TokenCommand::Create { name, scopes } => {

@@ -12,6 +12,14 @@ pub enum DbError {
     NotFound,
     #[error("session_id is already used by another user")]
     SessionIdTaken,
+    /// The session is deactivated: it serves no credentials and takes no
+    /// writes until it is reactivated.
+    #[error("the session is deactivated")]
+    Inactive,
+    /// A conditional write (`If-Match`) named a version that is not the
+    /// session's current one.
+    #[error("the session is at version {current}, not the one the write was conditional on")]
+    VersionMismatch { current: i64 },
     /// A stored value failed to decrypt: tampered, moved, or corrupt. Logged
     /// (where, never what) by whoever detects it.
     #[error("integrity check failed for {table}.{column}")]
@@ -27,6 +35,16 @@ pub enum DbError {
     Unavailable(String),
     #[error("the database has no schema yet (or an older one): run `vibee-sessions migrate`")]
     NoSchema,
+    /// A migration failed to apply: the database answered, the schema change
+    /// did not go through (and was rolled back).
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// A write kept meeting concurrent writers and gave up; the caller may retry.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A task of ours (key derivation, the migration runner) failed or panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("database error: {0}")]
     Query(DieselError),
 }
@@ -133,7 +151,7 @@ mod tests {
         DieselError::DatabaseError(kind, Box::new(Info(message))).into()
     }
 
-    /// Regression (issue 7, chaos run): a lost connection or a statement
+    /// Regression (seen in a chaos run): a lost connection or a statement
     /// cancelled by `statement_timeout` / `lock_timeout` was a 500; it is a 503.
     #[test]
     fn slow_or_lost_database_is_unavailable_not_a_query_error() {

@@ -22,8 +22,13 @@ impl Invalid {
 
 pub const MAX_IDENTIFIER_LEN: usize = 128;
 pub const MAX_USERNAME_LEN: usize = 256;
-/// MTProto session blobs are a few hundred bytes to a few KiB.
-pub const MAX_SESSION_DATA_LEN: usize = 64 * 1024;
+/// The largest session blob. MTProto auth keys are a few hundred bytes, but
+/// bridges store whole session files: a Telethon SQLite session of a real
+/// account with ~800 cached entities is ~69 KiB, Pyrogram's and gotd's more
+/// or less as large. 1 MiB leaves room for ten times that, and a body of
+/// that size goes to the sealer in one buffer (no copy per step), so the cap
+/// costs little memory per request.
+pub const MAX_SESSION_DATA_LEN: usize = 1024 * 1024;
 pub const MAX_TARGET_CHATS: usize = 1000;
 
 /// `user_id` and `session_id`: they appear in URL paths and logs, so they are
@@ -45,7 +50,7 @@ pub fn identifier(field: &'static str, value: &str) -> Result<(), Invalid> {
     {
         return Err(Invalid::new(
             field,
-            "may hold only letters, digits and _ - . : @ (and must not start with .)",
+            "may hold only letters, digits and _ - . : @, and must not start with .",
         ));
     }
     Ok(())
@@ -114,6 +119,17 @@ pub fn session_data(value: &[u8]) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// One item of `target_chats`, as the API documents it: a chat id or a name.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ChatRef {
+    /// A chat id (Telegram's, may be negative).
+    Id(i64),
+    /// A chat name, e.g. `@channel`: 1-256 characters, no control characters.
+    Name(String),
 }
 
 /// An array of chat ids (integers) or usernames (strings).
