@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -72,11 +71,11 @@ fn no_lease() -> AppError {
     )
 }
 
-
 #[utoipa::path(
     post,
     path = "/api/v1/sessions/{session_id}/lease",
     tag = "leases",
+    operation_id = "take_lease",
     params(("session_id" = String, Path, description = "the session_id")),
     request_body = TakeLease,
     security(("bearer" = ["sessions:read"])),
@@ -112,6 +111,7 @@ pub async fn take(
     get,
     path = "/api/v1/sessions/{session_id}/lease",
     tag = "leases",
+    operation_id = "get_lease",
     params(("session_id" = String, Path, description = "the session_id")),
     security(("bearer" = ["sessions:read"])),
     responses(
@@ -149,6 +149,7 @@ pub struct ReleaseParams {
     delete,
     path = "/api/v1/sessions/{session_id}/lease",
     tag = "leases",
+    operation_id = "release_lease",
     params(("session_id" = String, Path, description = "the session_id"), ReleaseParams),
     security(("bearer" = ["sessions:read"])),
     responses(
@@ -188,6 +189,7 @@ pub async fn release(
     post,
     path = "/api/v1/sessions/{session_id}/lease/break",
     tag = "leases",
+    operation_id = "break_lease",
     params(("session_id" = String, Path, description = "the session_id")),
     security(("bearer" = ["admin"])),
     responses(
@@ -241,6 +243,7 @@ pub struct Renewed {
     post,
     path = "/api/v1/leases/renew",
     tag = "leases",
+    operation_id = "renew_leases",
     request_body = RenewLeases,
     security(("bearer" = ["sessions:read"])),
     responses(
@@ -297,6 +300,7 @@ pub struct Holders {
     post,
     path = "/api/v1/leases/holders",
     tag = "leases",
+    operation_id = "announce_lease_holder",
     request_body = Heartbeat,
     security(("bearer" = ["sessions:read"])),
     responses(
@@ -324,6 +328,7 @@ pub async fn heartbeat(
     delete,
     path = "/api/v1/leases/holders/{holder}",
     tag = "leases",
+    operation_id = "withdraw_lease_holder",
     params(("holder" = String, Path, description = "the holder that stops")),
     security(("bearer" = ["sessions:read"])),
     responses(
