@@ -344,6 +344,36 @@ pub async fn renew_batch(
     Ok(renewed)
 }
 
+#[derive(QueryableByName)]
+struct LiveFence {
+    #[diesel(sql_type = BigInt)]
+    fence: i64,
+}
+
+/// Fencing of a write that replaces what a lease holder uses (the blob):
+/// while a lease is live, the write must carry its fence. Called inside the
+/// write's transaction: the lease row is share-locked until the commit, so
+/// no take or renewal can slip between this check and the write.
+pub async fn check_fence(
+    conn: &mut AsyncPgConnection,
+    session_id: &str,
+    fence: Option<i64>,
+) -> Result<(), DbError> {
+    let live: Option<LiveFence> = diesel::sql_query(
+        "SELECT fence FROM session_leases WHERE session_id = $1 AND expires_at > now() FOR SHARE",
+    )
+    .bind::<Text, _>(session_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    match (live, fence) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(DbError::LeaseRequired),
+        (Some(l), Some(f)) if l.fence == f => Ok(()),
+        (Some(_), Some(_)) => Err(DbError::StaleFence),
+    }
+}
+
 /// The live leases of the named sessions, by session id (for listings).
 pub async fn live_for(
     conn: &mut AsyncPgConnection,
