@@ -153,6 +153,24 @@ pub async fn take(
     validate::identifier("session_id", session_id)?;
     validate_holder(holder)?;
     validate_ttl(ttl_seconds)?;
+    // Held, then gone before we could read who held it: try once more.
+    for _ in 0..2 {
+        if let Some(outcome) = take_once(conn, ctx, session_id, holder, ttl_seconds).await? {
+            return Ok(outcome);
+        }
+    }
+    Err(DbError::Unavailable(
+        "the lease kept changing hands during the request; retry".into(),
+    ))
+}
+
+async fn take_once(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+    holder: &str,
+    ttl_seconds: i32,
+) -> Result<Option<Take>, DbError> {
     let row: TakeRow = diesel::sql_query(TAKE_SQL)
         .bind::<Text, _>(session_id)
         .bind::<Text, _>(holder)
@@ -162,18 +180,13 @@ pub async fn take(
         .get_result(conn)
         .await?;
     if !row.is_active {
-        return Ok(Take::Inactive);
+        return Ok(Some(Take::Inactive));
     }
     let (Some(holder), Some(fence), Some(expires_at)) = (row.holder, row.fence, row.expires_at)
     else {
-        // Held by another live holder; read who (a fresh snapshot).
-        return match get(conn, session_id).await? {
-            Some(lease) => Ok(Take::Held(lease)),
-            // Released or expired in between: the caller may simply retry.
-            None => Err(DbError::Unavailable(
-                "the lease changed hands during the request; retry".into(),
-            )),
-        };
+        // Held by another live holder; read who (a fresh snapshot). None:
+        // released or expired in between.
+        return Ok(get(conn, session_id).await?.map(Take::Held));
     };
     let change = match (row.changed, row.prior_holder) {
         (Some(false), _) => Change::Renewed,
@@ -190,7 +203,7 @@ pub async fn take(
     } else {
         metrics::counter!("vibee_lease_changes_total", "kind" => kind).increment(1);
     }
-    Ok(Take::Granted {
+    Ok(Some(Take::Granted {
         lease: Lease {
             session_id: session_id.to_owned(),
             holder,
@@ -198,7 +211,7 @@ pub async fn take(
             expires_at,
         },
         change,
-    })
+    }))
 }
 
 #[derive(QueryableByName)]
