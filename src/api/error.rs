@@ -19,6 +19,7 @@ pub struct ErrorBody {
     /// `invalid_field`, `unauthorized`, `forbidden`, `not_found`,
     /// `no_session_data`, `method_not_allowed`, `request_timeout`,
     /// `conflict`, `session_inactive`, `precondition_failed`,
+    /// `lease_held`, `stale_lease`, `no_lease`,
     /// `payload_too_large`, `unsupported_media_type`, `integrity_error`,
     /// `internal_error`, `unavailable`, `timeout`.
     #[schema(value_type = String)]
@@ -31,6 +32,12 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     required_scope: Option<&'static str>,
+    /// The live lease holder, with `lease_held` and `stale_lease` (409).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holder: Option<String>,
+    /// When the live lease expires (the database's clock), with `holder`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug)]
@@ -50,6 +57,8 @@ impl AppError {
                 code,
                 field: None,
                 required_scope: None,
+                holder: None,
+                expires_at: None,
             },
         }
     }
@@ -57,6 +66,13 @@ impl AppError {
     /// 429: this caller (one token) has too many requests in flight.
     pub fn too_many_requests(message: impl Into<String>) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+    }
+
+    /// Names the live lease holder and its expiry (409 about a lease).
+    pub fn with_lease(mut self, holder: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.body.holder = Some(holder.to_owned());
+        self.body.expires_at = Some(expires_at);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -208,6 +224,16 @@ impl From<DbError> for AppError {
                 tracing::error!("database schema missing: run `vibee-sessions migrate`");
                 AppError::unavailable()
             }
+            DbError::LeaseRequired => AppError::new(
+                StatusCode::CONFLICT,
+                "lease_required",
+                "a live lease holds this session: send its fence in Lease-Fence",
+            ),
+            DbError::StaleFence => AppError::new(
+                StatusCode::CONFLICT,
+                "stale_lease",
+                "Lease-Fence is not the fence of the live lease; this writer lost the lease",
+            ),
             DbError::Conflict(reason) => AppError::new(StatusCode::CONFLICT, "conflict", reason),
             other @ (DbError::Key(_)
             | DbError::Query(_)

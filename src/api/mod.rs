@@ -10,6 +10,7 @@ mod extract;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+mod leases;
 pub mod limits;
 mod middleware;
 mod ops;
@@ -109,6 +110,15 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(session::reactivate))
         .routes(routes!(activity::of_session))
         .routes(routes!(blob::get, blob::put, blob::delete))
+        .routes(routes!(leases::take, leases::get, leases::release))
+        .routes(routes!(leases::break_lease))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(leases::renew))
+                .layer(DefaultBodyLimit::max(leases::RENEW_BODY_LIMIT)),
+        )
+        .routes(routes!(leases::heartbeat))
+        .routes(routes!(leases::leave))
         .routes(routes!(users::get))
         .routes(routes!(users::session))
         .routes(routes!(activity::of_user))

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::sessions::{self, ListQuery, Page, SessionInput, SessionMeta, Upserted};
+use crate::db::sessions::{self, ListQuery, SessionInput, SessionMeta, Upserted};
 use crate::db::validate::ChatRef;
 use crate::domain::{UserId, decode_session_data};
 
@@ -155,7 +155,7 @@ pub struct ListParams {
     security(("bearer" = ["sessions:list"]), ("bearer" = ["sessions:boot"])),
     operation_id = "list_sessions",
     responses(
-        (status = 200, description = "A page of sessions, metadata only", body = Page),
+        (status = 200, description = "A page of sessions, metadata only, each with its live lease (holder, fence, expiry) or null", body = super::leases::ListedPage),
         (status = 400, description = "A query parameter does not parse (`invalid_query`)", body = ErrorBody),
         (status = 422, description = "limit out of range, or a cursor or user_id that is not a user_id", body = ErrorBody),
     )
@@ -164,7 +164,7 @@ pub async fn list(
     State(app): State<App>,
     auth: Auth<ListOrBoot>,
     QueryParams(params): QueryParams<ListParams>,
-) -> AppResult<Json<Page>> {
+) -> AppResult<Json<super::leases::ListedPage>> {
     // An agent host lists what it may start: active sessions only.
     if params.include_inactive == Some(true) && !auth.token.allows(Scope::SessionsList) {
         return Err(AppError::forbidden(Scope::SessionsList.as_str()));
@@ -200,5 +200,6 @@ pub async fn list(
             user_id: params.user_id,
         })
         .await?;
-    Ok(Json(page))
+    let mut conn = app.conn().await?;
+    Ok(Json(super::leases::with_leases(&mut conn, page).await?))
 }

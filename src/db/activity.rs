@@ -44,6 +44,12 @@ pub enum ActivityType {
     SessionReactivated,
     /// The boot loader handed a session's credentials to an agent.
     BootLoad,
+    /// A lease was taken while free, or released by its holder, or broken by
+    /// an admin, or taken over after it expired. Renewals are not audited.
+    LeaseTaken,
+    LeaseReleased,
+    LeaseBroken,
+    LeaseTakenOver,
     /// Key events: no session, so `session_id`/`user_id` are NULL and
     /// `details` holds key ids and counts only.
     KeyRotationStarted,
@@ -69,6 +75,10 @@ impl ActivityType {
             ActivityType::SessionDataDeleted => "session_data_deleted",
             ActivityType::SessionReactivated => "session_reactivated",
             ActivityType::BootLoad => "boot_load",
+            ActivityType::LeaseTaken => "lease_taken",
+            ActivityType::LeaseReleased => "lease_released",
+            ActivityType::LeaseBroken => "lease_broken",
+            ActivityType::LeaseTakenOver => "lease_taken_over",
             ActivityType::KeyRotationStarted => "key_rotation_started",
             ActivityType::KeyRotationFinished => "key_rotation_finished",
             ActivityType::KeyRetired => "key_retired",

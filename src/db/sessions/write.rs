@@ -360,11 +360,12 @@ pub async fn put_session_data(
     session_id: &str,
     data: Zeroizing<Vec<u8>>,
     expected: Expected<'_>,
+    fence: Option<i64>,
 ) -> Result<SessionMeta, DbError> {
     validate::session_data(&data)?;
     let mut refused = 0;
     loop {
-        match put_session_data_once(conn, vault, ctx, session_id, &data, expected).await {
+        match put_session_data_once(conn, vault, ctx, session_id, &data, expected, fence).await {
             Err(DbError::StaleKey) if refused < STALE_KEY_RETRIES => {
                 refused += 1;
                 vault.reload_after_refusal(conn).await?;
@@ -381,11 +382,15 @@ async fn put_session_data_once(
     session_id: &str,
     data: &Zeroizing<Vec<u8>>,
     expected: Expected<'_>,
+    fence: Option<i64>,
 ) -> Result<SessionMeta, DbError> {
     let bytes = data.len();
     let seal_ring = vault.reserve(conn, SEALED_FIELDS).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
         let row = lock_writable(conn, By::SessionId(session_id), expected).await?;
+        // In the write's transaction, the lease row share-locked: the lease
+        // cannot change hands between the check and the commit.
+        crate::db::leases::check_fence(conn, session_id, fence).await?;
         let new = Replacement {
             // One copy per attempt: an attempt the database refuses (a stale
             // key) is retried with the same bytes.
