@@ -41,6 +41,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --all-targets --locked "$@" 2>&1 | tee "$log" || status=$?
+# The Python clients (clients/python) against the same binary and PostgreSQL.
+scripts/python-clients-test.sh 2>&1 | tee -a "$log" || status=$?
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 echo
