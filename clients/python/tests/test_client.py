@@ -91,6 +91,12 @@ def test_sessions_create_update_credentials_patch_deactivate(client):
     client.deactivate_session("acme-main")
     assert [s.session_id for s in client.list_sessions()] == []
     assert [s.session_id for s in client.list_sessions(include_inactive=True)] == ["acme-main"]
+    with pytest.raises(vs.SessionInactive) as err:
+        client.take_lease("acme-main", "any-host", 30)
+    assert err.value.code == "session_inactive"
+    assert client.reactivate_session("acme-main").is_active
+    assert client.get_credentials_by_user("acme").session.session_id == "acme-main"
+    client.deactivate_session("acme-main")
     client.deactivate_session("acme-main", purge=True)
     with pytest.raises(vs.NotFound) as err:
         client.get_credentials("acme-main")
@@ -158,10 +164,25 @@ def test_leases_take_renew_release_and_fencing(client, make_session):
 def test_batched_renewal(client, make_session):
     sids = [make_session(f"batch-{i}") for i in range(3)]
     leases = {sid: client.take_lease(sid, "loader-1", 30).fence for sid in sids}
+    # One of them changes hands behind the loader's back.
+    client.break_lease(sids[2])
+    client.take_lease(sids[2], "loader-2", 30)
     answer = client.renew_leases("loader-1", leases, 60)
-    assert isinstance(answer, dict)
-    for sid in sids:
-        assert client.get_lease(sid).holder == "loader-1"
+    assert sorted(lease.session_id for lease in answer.renewed) == sorted(sids[:2])
+    assert all(lease.holder == "loader-1" for lease in answer.renewed)
+    assert answer.lost == [sids[2]]
+    assert client.get_lease(sids[2]).holder == "loader-2"
+
+
+def test_break_needs_admin_and_gives_a_new_fence(server, client, make_session):
+    sid = make_session("breakme")
+    held = client.take_lease(sid, "stuck-host", 3600)
+    with pytest.raises(vs.Forbidden):
+        client.break_lease(sid)
+    with vs.Client(server.base, token=server.token("root", "admin")) as admin:
+        admin.break_lease(sid)
+    assert client.get_lease(sid) is None
+    assert client.take_lease(sid, "next-host", 30).fence > held.fence
 
 
 def test_async_client_does_the_same(server, token, make_session):

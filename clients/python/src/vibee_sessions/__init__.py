@@ -24,6 +24,7 @@ from .errors import (
     PreconditionFailed,
     ServerError,
     SessionClosed,
+    SessionInactive,
     StaleLease,
     TransportError,
     Unauthorized,
@@ -31,6 +32,7 @@ from .errors import (
     UnsupportedMediaType,
     VibeeError,
 )
+from ._ops import Renewed
 from .models import Blob, Credentials, Lease, Secret, SessionInfo
 
 __version__ = "0.1.0"
@@ -54,9 +56,11 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PreconditionFailed",
+    "Renewed",
     "Secret",
     "ServerError",
     "SessionClosed",
+    "SessionInactive",
     "SessionInfo",
     "StaleLease",
     "TransportError",

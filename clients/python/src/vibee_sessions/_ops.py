@@ -11,7 +11,7 @@ import base64
 import dataclasses
 import json
 import urllib.parse
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ._config import check_identifier
 from .errors import NoLease, NoSessionData, error_for
@@ -146,7 +146,7 @@ def upsert(
     return Op("POST", f"{API}/sessions", _session, headers=headers, json_body=body)
 
 
-def credentials(session_id: str) -> Op:
+def credentials(session_id: str, *, by_user: bool = False) -> Op:
     def parse(answer: Answer) -> Credentials:
         body = answer.json()
         data = body.get("session_data")
@@ -157,6 +157,8 @@ def credentials(session_id: str) -> Op:
             session_data=Secret(_b64decode(data)) if data is not None else None,
         )
 
+    if by_user:
+        return Op("GET", f"{API}/users/{seg('user_id', session_id)}/session", parse)
     return Op("GET", f"{API}/sessions/{seg('session_id', session_id)}", parse)
 
 
@@ -168,7 +170,7 @@ def _b64decode(text: str) -> bytes:
 
 
 def lookup(user_id: str) -> Op:
-    return Op("GET", f"{API}/users/{seg('user_id', user_id)}/session", _session)
+    return Op("GET", f"{API}/users/{seg('user_id', user_id)}", _session)
 
 
 def list_page(
@@ -229,6 +231,10 @@ def deactivate(session_id: str, *, purge: bool = False, if_match: Any = None) ->
         params={"purge": "true"} if purge else None,
         headers=headers,
     )
+
+
+def reactivate(session_id: str) -> Op:
+    return Op("POST", f"{API}/sessions/{seg('session_id', session_id)}/reactivate", _session)
 
 
 def get_blob(session_id: str) -> Op:
@@ -308,6 +314,28 @@ def release_lease(session_id: str, holder: str, fence: int) -> Op:
     )
 
 
+def break_lease(session_id: str) -> Op:
+    return Op("POST", f"{API}/sessions/{seg('session_id', session_id)}/lease/break", _lease)
+
+
+@dataclasses.dataclass(frozen=True)
+class Renewed:
+    """The answer of a batched renewal."""
+
+    #: Leases renewed, with their new expiry.
+    renewed: List[Lease]
+    #: Sessions named but not renewed (expired, broken, released, or the
+    #: fence moved on): stop using them.
+    lost: List[str]
+
+
+def _renewed(answer: Answer) -> Renewed:
+    body = answer.json()
+    return Renewed(
+        [Lease.from_json(x) for x in body.get("renewed", [])], list(body.get("lost", []))
+    )
+
+
 def renew_leases(holder: str, fences: Mapping[str, int], ttl_seconds: int) -> Op:
     check_identifier("holder", holder)
     for sid in fences:
@@ -315,7 +343,7 @@ def renew_leases(holder: str, fences: Mapping[str, int], ttl_seconds: int) -> Op
     return Op(
         "POST",
         f"{API}/leases/renew",
-        lambda answer: answer.json(),
+        _renewed,
         json_body={
             "holder": holder,
             "ttl_seconds": int(ttl_seconds),

@@ -18,7 +18,7 @@ from typing import (
 import httpx
 
 from . import _config, _ops
-from ._ops import Answer, Op
+from ._ops import Answer, Op, Renewed
 from .errors import StaleLease, TransportError
 from .models import Blob, Credentials, Lease, SessionInfo
 
@@ -131,6 +131,18 @@ class Client:
         """The session with its decrypted credentials (an audited read)."""
         return self._call(_ops.credentials(session_id))
 
+    def get_credentials_by_user(self, user_id: str) -> Credentials:
+        """The session of a ``user_id`` with its decrypted credentials (an audited read)."""
+        return self._call(_ops.credentials(user_id, by_user=True))
+
+    def reactivate_session(self, session_id: str) -> SessionInfo:
+        """Make a deactivated session active again (audited)."""
+        return self._call(_ops.reactivate(session_id))
+
+    def break_lease(self, session_id: str) -> Lease:
+        """Break whatever lease the session has (``admin``); the next take gets a new fence."""
+        return self._call(_ops.break_lease(session_id))
+
     def find_session(self, user_id: str) -> SessionInfo:
         """The session of a ``user_id``: metadata only, no credential read."""
         return self._call(_ops.lookup(user_id))
@@ -204,7 +216,7 @@ class Client:
 
     def renew_leases(
         self, holder: str, fences: Mapping[str, int], ttl_seconds: int = 60
-    ) -> Dict[str, Any]:
+    ) -> Renewed:
         """Renew many leases of one holder in one request (``POST /leases/renew``)."""
         return self._call(_ops.renew_leases(holder, fences, ttl_seconds))
 
@@ -275,6 +287,18 @@ class AsyncClient:
     async def get_credentials(self, session_id: str) -> Credentials:
         return await self._call(_ops.credentials(session_id))
 
+    async def get_credentials_by_user(self, user_id: str) -> Credentials:
+        """The session of a ``user_id`` with its decrypted credentials (an audited read)."""
+        return await self._call(_ops.credentials(user_id, by_user=True))
+
+    async def reactivate_session(self, session_id: str) -> SessionInfo:
+        """Make a deactivated session active again (audited)."""
+        return await self._call(_ops.reactivate(session_id))
+
+    async def break_lease(self, session_id: str) -> Lease:
+        """Break whatever lease the session has (``admin``); the next take gets a new fence."""
+        return await self._call(_ops.break_lease(session_id))
+
     async def find_session(self, user_id: str) -> SessionInfo:
         return await self._call(_ops.lookup(user_id))
 
@@ -344,7 +368,7 @@ class AsyncClient:
 
     async def renew_leases(
         self, holder: str, fences: Mapping[str, int], ttl_seconds: int = 60
-    ) -> Dict[str, Any]:
+    ) -> Renewed:
         return await self._call(_ops.renew_leases(holder, fences, ttl_seconds))
 
     async def get_lease(self, session_id: str) -> Optional[Lease]:

@@ -111,6 +111,10 @@ class LeaseRequired(Conflict):
     """409 ``lease_required``: a live lease exists, and the write carried no fence."""
 
 
+class SessionInactive(Conflict):
+    """409 ``session_inactive``: the session is deactivated (reactivate it first)."""
+
+
 class PreconditionFailed(ApiError):
     """412 ``precondition_failed``: ``If-Match`` / ``If-None-Match`` did not hold."""
 
@@ -139,6 +143,7 @@ _BY_CODE: Dict[str, Type[ApiError]] = {
     "lease_held": LeaseHeld,
     "stale_lease": StaleLease,
     "lease_required": LeaseRequired,
+    "session_inactive": SessionInactive,
     "no_lease": NoLease,
     "no_session_data": NoSessionData,
     "precondition_failed": PreconditionFailed,
