@@ -164,3 +164,17 @@ def test_a_pyrogram_blob_is_refused_by_name(server, token, client, make_session)
     with pytest.raises(ValueError, match="Pyrogram"):
         _vibee(server, token, sid)
     assert client.get_lease(sid) is None  # the failed construction released it
+
+
+def test_a_lease_its_supervisor_holds_is_adopted_and_left_to_it(server, token, client, make_session):
+    sid = make_session("tele-supervised")
+    loader = client.take_lease(sid, "loader-host-1", 60)  # as `boot --exec` would
+    s = _vibee(server, token, sid, holder="loader-host-1")
+    assert s.lease.fence == loader.fence
+    s.set_dc(2, "149.154.167.51", 443)
+    s.auth_key = AuthKey(os.urandom(256))
+    s.save()  # written under the supervisor's fence
+    s.close()
+    still = client.get_lease(sid)
+    assert still is not None and still.holder == "loader-host-1" and still.fence == loader.fence
+    client.release_lease(still)

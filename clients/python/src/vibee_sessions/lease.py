@@ -42,7 +42,14 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._lost: Optional[VibeeError] = None
         self._released = False
+        # A live lease of this same holder (a supervising `vibee-sessions
+        # boot --exec` with the same VIBEE_HOLDER) is adopted: renewed like
+        # ours, but left to its owner at release.
+        before = client.get_lease(session_id)
         self._lease: Lease = client.take_lease(session_id, holder, self.ttl)
+        self.adopted = (
+            before is not None and before.holder == holder and before.fence == self._lease.fence
+        )
         self._renewed_at = time.monotonic()
         self._thread = threading.Thread(
             target=self._run, name=f"vibee-lease-{session_id}", daemon=True
@@ -119,7 +126,7 @@ class LeaseKeeper:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        if not lost:
+        if not lost and not self.adopted:
             try:
                 self._client.release_lease(lease)
             except StaleLease:
