@@ -11,7 +11,7 @@ import base64
 import dataclasses
 import json
 import urllib.parse
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Type
 
 from ._config import check_identifier
 from .errors import NoLease, NoSessionData, error_for
@@ -42,8 +42,8 @@ class Op:
     headers: Dict[str, str] = dataclasses.field(default_factory=dict)
     json_body: Any = None
     content: Optional[bytes] = None
-    #: Error codes that are an answer, not a failure: code -> value to return.
-    absent: Tuple[type, ...] = ()
+    #: Errors that are an answer (``None``), not a failure: a blob or lease that is not there.
+    absent: Tuple[Type[BaseException], ...] = ()
 
 
 def seg(field: str, value: str) -> str:

@@ -112,11 +112,9 @@ def _read_items(args: argparse.Namespace, stdin: TextIO) -> List[Item]:
         if not items:
             raise UsageError("no session strings on stdin")
         return items
-    reader = read_telethon_file if args.kind == TELETHON else read_pyrogram_file
-    out = []
-    for path in args.files:
-        out.append(reader(path) if args.kind == TELETHON else reader(path, args.api_id))
-    return out
+    if args.kind == TELETHON:
+        return [read_telethon_file(path) for path in args.files]
+    return [read_pyrogram_file(path, args.api_id) for path in args.files]
 
 
 def _config_id(source: str, field: str, value: str) -> None:

@@ -158,7 +158,7 @@ class VibeeStorage(MemoryStorage):
     async def open(self) -> None:
         if self._closed:
             await _in_thread(self._take)
-        self.session_string = self._stored
+        self.session_string = self._stored or ""
         await super().open()
         self._opened = True
 
