@@ -112,11 +112,14 @@ def check_auth_key(key: Optional[bytes]) -> None:
         raise FormatError("auth_key", "is all zeroes (the session was never authorized)")
 
 
-def _b64(text: str, field: str) -> bytes:
+def _b64(text: str, field: str, size: int) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise FormatError(field, "is not urlsafe base64") from None
+    if len(raw) != size:
+        raise FormatError(field, f"decodes to {len(raw)} bytes, not {size}")
+    return raw
 
 
 def decode_telethon(text: str) -> TelethonState:
@@ -127,7 +130,7 @@ def decode_telethon(text: str) -> TelethonState:
     ip_len = 4 if len(body) == 352 else 16 if len(body) == 368 else 0
     if not ip_len:
         raise FormatError("session_string", f"has the wrong length for a Telethon StringSession ({len(text)} characters)")
-    raw = _b64(body, "session_string")
+    raw = _b64(body, "session_string", struct.calcsize(_TELETHON_LAYOUT.format(ip_len)))
     dc_id, ip, port, key = struct.unpack(_TELETHON_LAYOUT.format(ip_len), raw)
     state = TelethonState(dc_id, ipaddress.ip_address(ip).compressed, port, key)
     check_auth_key(state.auth_key)
@@ -136,11 +139,13 @@ def decode_telethon(text: str) -> TelethonState:
 
 def decode_pyrogram(text: str) -> PyrogramState:
     text = text.strip()
-    raw = _b64(text, "session_string")
     if len(text) in _PYROGRAM_OLD:
-        dc_id, test_mode, key, user_id, is_bot = struct.unpack(_PYROGRAM_OLD[len(text)], raw)
+        layout = _PYROGRAM_OLD[len(text)]
+        raw = _b64(text, "session_string", struct.calcsize(layout))
+        dc_id, test_mode, key, user_id, is_bot = struct.unpack(layout, raw)
         state = PyrogramState(dc_id, None, test_mode, key, user_id, is_bot)
     elif len(text) == _PYROGRAM_LEN:
+        raw = _b64(text, "session_string", struct.calcsize(_PYROGRAM_LAYOUT))
         dc_id, api_id, test_mode, key, user_id, is_bot = struct.unpack(_PYROGRAM_LAYOUT, raw)
         state = PyrogramState(dc_id, api_id, test_mode, key, user_id, is_bot)
     else:
