@@ -14,7 +14,7 @@ pub struct AppError {
     code: &'static str,
     message: String,
     field: Option<&'static str>,
-    extra: Option<(&'static str, String)>,
+    extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -26,7 +26,7 @@ impl AppError {
             code,
             message: message.into(),
             field: None,
-            extra: None,
+            extra: Vec::new(),
         }
     }
 
@@ -55,7 +55,7 @@ impl AppError {
 
     pub fn forbidden(scope: &'static str) -> Self {
         Self {
-            extra: Some(("required_scope", scope.to_owned())),
+            extra: vec![("required_scope", json!(scope))],
             ..Self::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -94,6 +94,12 @@ impl AppError {
             "internal_error",
             "internal error; the request id is in the logs",
         )
+    }
+
+    /// Adds a member to the error body (e.g. who holds a lease).
+    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
+        self.extra.push((key, value));
+        self
     }
 
     pub fn status(&self) -> StatusCode {
@@ -148,8 +154,8 @@ impl IntoResponse for AppError {
         if let Some(field) = self.field {
             body["field"] = json!(field);
         }
-        if let Some((k, v)) = self.extra {
-            body[k] = json!(v);
+        for (k, v) in self.extra {
+            body[k] = v;
         }
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

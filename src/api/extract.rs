@@ -149,6 +149,9 @@ fn known_field(path: &str) -> &'static str {
         "auto_reply_enabled",
         "target_chats",
         "last_seen_at",
+        "holder",
+        "ttl_seconds",
+        "fences",
     ];
     let head = path.split(['.', '[']).next().unwrap_or(path);
     FIELDS

@@ -5,6 +5,7 @@ mod auth;
 mod blob;
 mod error;
 mod extract;
+mod leases;
 #[doc(hidden)]
 pub mod fuzzing;
 mod middleware;
@@ -126,6 +127,15 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(sessions::get, sessions::patch, sessions::delete))
         .routes(routes!(sessions::activity))
         .routes(routes!(blob::get, blob::put))
+        .routes(routes!(leases::take, leases::get, leases::release))
+        .routes(routes!(leases::break_lease))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(leases::renew))
+                .layer(DefaultBodyLimit::max(leases::RENEW_BODY_LIMIT)),
+        )
+        .routes(routes!(leases::heartbeat))
+        .routes(routes!(leases::leave))
         .routes(routes!(ops::stats))
         .routes(routes!(ops::keys))
         .routes(routes!(ops::openapi))

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::db::activity::{self, Activity};
 use crate::db::sessions::{
-    self, ListQuery, Page, SessionInput, SessionMeta, SessionPatch, Upserted,
+    self, ListQuery, SessionInput, SessionMeta, SessionPatch, Upserted,
 };
 
 use super::auth::{Auth, List, Read, Write};
@@ -212,7 +212,7 @@ pub struct ListParams {
     params(ListParams),
     security(("bearer" = ["sessions:list"])),
     responses(
-        (status = 200, description = "A page of sessions, metadata only", body = Page),
+        (status = 200, description = "A page of sessions, metadata only, each with its live lease (holder, fence, expiry) or null", body = super::leases::ListedPage),
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Token lacks sessions:list", body = ErrorBody),
@@ -224,7 +224,7 @@ pub async fn list(
     State(app): State<App>,
     _auth: Auth<List>,
     QueryParams(params): QueryParams<ListParams>,
-) -> AppResult<Json<Page>> {
+) -> AppResult<Json<super::leases::ListedPage>> {
     let limit = params.limit.unwrap_or(100);
     if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
@@ -253,7 +253,7 @@ pub async fn list(
         },
     )
     .await?;
-    Ok(Json(page))
+    Ok(Json(super::leases::with_leases(&mut conn, page).await?))
 }
 
 /// `Some(None)` for an explicit `null`, `None` for an absent field.

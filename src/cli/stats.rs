@@ -23,6 +23,10 @@ pub async fn run(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
     );
     println!("  authorized:     {}", c.authorized);
     println!("  not authorized: {}", c.unauthorized);
+    println!(
+        "  leases:         {} held, {} free",
+        s.leases.held, s.leases.free
+    );
     println!("last seen:        {}", time(s.last_seen_at));
     println!("last activity:    {}", time(s.last_activity_at));
     println!("sessions per data key:");

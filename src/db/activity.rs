@@ -42,6 +42,12 @@ pub enum ActivityType {
     SessionDataWritten,
     /// The boot loader handed a session's credentials to an agent.
     BootLoad,
+    /// A lease was taken while free, or released by its holder, or broken by
+    /// an admin, or taken over after it expired. Renewals are not audited.
+    LeaseTaken,
+    LeaseReleased,
+    LeaseBroken,
+    LeaseTakenOver,
     /// Key events: no session, so `session_id`/`user_id` are NULL and
     /// `details` holds key ids and counts only.
     KeyRotationStarted,
@@ -62,6 +68,10 @@ impl ActivityType {
             ActivityType::SessionDataRead => "session_data_read",
             ActivityType::SessionDataWritten => "session_data_written",
             ActivityType::BootLoad => "boot_load",
+            ActivityType::LeaseTaken => "lease_taken",
+            ActivityType::LeaseReleased => "lease_released",
+            ActivityType::LeaseBroken => "lease_broken",
+            ActivityType::LeaseTakenOver => "lease_taken_over",
             ActivityType::KeyRotationStarted => "key_rotation_started",
             ActivityType::KeyRotationFinished => "key_rotation_finished",
             ActivityType::KeyRetired => "key_retired",

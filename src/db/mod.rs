@@ -4,6 +4,7 @@ pub mod activity;
 mod connection;
 mod error;
 pub mod keys;
+pub mod leases;
 mod listen;
 pub mod migrate;
 mod pool;

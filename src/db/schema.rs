@@ -83,3 +83,24 @@ diesel::allow_tables_to_appear_in_same_query!(
     session_activity,
     user_sessions,
 );
+
+// Leases (migrations/2026-12-01-000001_session_leases); queried in SQL by `db::leases`.
+diesel::table! {
+    session_leases (session_id) {
+        session_id -> Text,
+        holder -> Text,
+        fence -> Int8,
+        acquired_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        prior_holder -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    lease_holders (holder) {
+        holder -> Text,
+        started_at -> Timestamptz,
+        seen_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}

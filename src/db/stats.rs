@@ -43,6 +43,8 @@ pub struct Stats {
     /// Sessions (active or not) per data key, by key id; rotation drains
     /// every key but the primary to zero.
     pub sessions_per_data_key: Vec<KeyUsage>,
+    /// Active sessions held by a live lease, and free.
+    pub leases: super::leases::LeaseCounts,
 }
 
 #[derive(QueryableByName)]
@@ -76,7 +78,9 @@ pub async fn stats(conn: &mut AsyncPgConnection) -> Result<Stats, DbError> {
     )
     .load::<KeyUsage>(conn)
     .await?;
+    let leases = super::leases::counts(conn).await?;
     Ok(Stats {
+        leases,
         sessions: counts,
         last_seen_at: latest.last_seen_at,
         last_activity_at: latest.last_activity_at,

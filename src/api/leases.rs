@@ -1,0 +1,408 @@
+//! `/api/v1/sessions/{session_id}/lease` and `/api/v1/leases/...`: one live
+//! client per Telegram session. The database clock decides expiry; the
+//! fence grows strictly every time a lease changes hands.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::db::leases::{self, DEFAULT_TTL_SECONDS, Lease, Release, Take};
+use crate::db::sessions::{Page, SessionMeta};
+
+use super::auth::{Admin, Auth, Read};
+use super::error::{AppError, AppResult};
+use super::extract::{JsonBody, QueryParams, path_id};
+use super::{App, ErrorBody};
+
+/// Routes whose bodies may be larger than the default limit: a batched
+/// renewal of 10,000 leases is about half a megabyte.
+pub const RENEW_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TakeLease {
+    /// Who takes it (identifier rules: 1-128 of letters, digits, `_ - . : @`).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]{0,127}$"
+    )]
+    holder: String,
+    /// 5-3600 (default 60).
+    #[schema(minimum = 5, maximum = 3600)]
+    ttl_seconds: Option<i32>,
+}
+
+/// The body of a 409 about a lease: `lease_held` names the live holder and
+/// its expiry; `stale_lease` the live holder when there is one.
+#[derive(Serialize, ToSchema)]
+pub struct LeaseConflict {
+    error: String,
+    /// `lease_held`, `stale_lease`, `lease_required` or `session_inactive`.
+    code: String,
+    holder: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+pub(super) fn held(lease: &Lease) -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        "lease_held",
+        format!(
+            "the lease is held by {} until {}",
+            lease.holder,
+            lease.expires_at.to_rfc3339()
+        ),
+    )
+    .with("holder", json!(lease.holder))
+    .with("expires_at", json!(lease.expires_at))
+}
+
+pub(super) fn stale(live: Option<&Lease>) -> AppError {
+    let e = AppError::new(
+        StatusCode::CONFLICT,
+        "stale_lease",
+        "this holder and fence are not the live lease of the session",
+    );
+    match live {
+        Some(l) => e
+            .with("holder", json!(l.holder))
+            .with("expires_at", json!(l.expires_at)),
+        None => e,
+    }
+}
+
+fn no_lease() -> AppError {
+    AppError::new(
+        StatusCode::NOT_FOUND,
+        "no_lease",
+        "nobody holds a live lease on this session",
+    )
+}
+
+fn inactive() -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        "session_inactive",
+        "the session is deactivated; nobody may take its lease",
+    )
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/lease",
+    tag = "leases",
+    params(("id" = String, Path, description = "the session_id")),
+    request_body = TakeLease,
+    security(("bearer" = ["sessions:read"])),
+    responses(
+        (status = 200, description = "Taken (the lease was free or expired: a new, larger fence) or renewed (same holder: same fence, later expiry)", body = Lease),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "`lease_held`: another holder has a live lease (named with its expiry); `session_inactive`", body = LeaseConflict),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid holder, ttl_seconds or session_id", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn take(
+    State(app): State<App>,
+    Path(session_id): Path<String>,
+    auth: Auth<Read>,
+    JsonBody(body): JsonBody<TakeLease>,
+) -> AppResult<Json<Lease>> {
+    path_id("session_id", &session_id)?;
+    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+    let mut conn = app.conn().await?;
+    match leases::take(&mut conn, &auth.audit, &session_id, &body.holder, ttl).await? {
+        Take::Granted { lease, .. } => Ok(Json(lease)),
+        Take::Held(lease) => Err(held(&lease)),
+        Take::Inactive => Err(inactive()),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/sessions/{id}/lease",
+    tag = "leases",
+    params(("id" = String, Path, description = "the session_id")),
+    security(("bearer" = ["sessions:read"])),
+    responses(
+        (status = 200, description = "The live lease", body = Lease),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 404, description = "No such session, or `no_lease`: nobody holds it (or the lease expired)", body = ErrorBody),
+        (status = 422, description = "Invalid session_id", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(app): State<App>,
+    Path(session_id): Path<String>,
+    _auth: Auth<Read>,
+) -> AppResult<Json<Lease>> {
+    path_id("session_id", &session_id)?;
+    let mut conn = app.conn().await?;
+    leases::get(&mut conn, &session_id)
+        .await?
+        .map(Json)
+        .ok_or_else(no_lease)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReleaseParams {
+    /// The holder releasing it.
+    holder: String,
+    /// The fence it was given.
+    fence: i64,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{id}/lease",
+    tag = "leases",
+    params(("id" = String, Path, description = "the session_id"), ReleaseParams),
+    security(("bearer" = ["sessions:read"])),
+    responses(
+        (status = 204, description = "Released"),
+        (status = 400, description = "holder or fence missing or malformed", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "`stale_lease`: the holder or fence is not the current lease", body = LeaseConflict),
+        (status = 422, description = "Invalid holder or session_id", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn release(
+    State(app): State<App>,
+    Path(session_id): Path<String>,
+    auth: Auth<Read>,
+    QueryParams(params): QueryParams<ReleaseParams>,
+) -> AppResult<StatusCode> {
+    path_id("session_id", &session_id)?;
+    let mut conn = app.conn().await?;
+    match leases::release(
+        &mut conn,
+        &auth.audit,
+        &session_id,
+        &params.holder,
+        params.fence,
+    )
+    .await?
+    {
+        Release::Released => Ok(StatusCode::NO_CONTENT),
+        Release::Stale(live) => Err(stale(live.as_ref())),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/sessions/{id}/lease/break",
+    tag = "leases",
+    params(("id" = String, Path, description = "the session_id")),
+    security(("bearer" = ["admin"])),
+    responses(
+        (status = 200, description = "Broken: the lease that was there (live or expired) is gone; the next take gets a new fence", body = Lease),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks admin", body = ErrorBody),
+        (status = 404, description = "No such session, or `no_lease`", body = ErrorBody),
+        (status = 422, description = "Invalid session_id", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn break_lease(
+    State(app): State<App>,
+    Path(session_id): Path<String>,
+    auth: Auth<Admin>,
+) -> AppResult<Json<Lease>> {
+    path_id("session_id", &session_id)?;
+    let mut conn = app.conn().await?;
+    leases::break_lease(&mut conn, &auth.audit, &session_id)
+        .await?
+        .map(Json)
+        .ok_or_else(no_lease)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewLeases {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]{0,127}$"
+    )]
+    holder: String,
+    /// 5-3600 (default 60).
+    #[schema(minimum = 5, maximum = 3600)]
+    ttl_seconds: Option<i32>,
+    /// The leases to renew: session_id to the fence it was given (at most 10,000).
+    fences: BTreeMap<String, i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Renewed {
+    /// Renewed with their new expiry.
+    renewed: Vec<Lease>,
+    /// Named but not renewed: expired, broken, released, or the fence moved
+    /// on. Stop using these sessions.
+    lost: Vec<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/leases/renew",
+    tag = "leases",
+    request_body = RenewLeases,
+    security(("bearer" = ["sessions:read"])),
+    responses(
+        (status = 200, description = "Every lease still live under this holder and fence renewed, in one statement", body = Renewed),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 413, description = "Body over 2 MiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid holder, ttl_seconds, a session_id, or over 10,000 fences", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn renew(
+    State(app): State<App>,
+    _auth: Auth<Read>,
+    JsonBody(body): JsonBody<RenewLeases>,
+) -> AppResult<Json<Renewed>> {
+    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+    let fences: Vec<(String, i64)> = body.fences.into_iter().collect();
+    let mut conn = app.conn().await?;
+    let renewed = leases::renew_batch(&mut conn, &body.holder, ttl, &fences).await?;
+    let kept: std::collections::HashSet<&str> =
+        renewed.iter().map(|l| l.session_id.as_str()).collect();
+    let lost = fences
+        .iter()
+        .filter(|(s, _)| !kept.contains(s.as_str()))
+        .map(|(s, _)| s.clone())
+        .collect();
+    Ok(Json(Renewed { renewed, lost }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]{0,127}$"
+    )]
+    holder: String,
+    /// How long the announcement lives, 5-3600 (default 60).
+    #[schema(minimum = 5, maximum = 3600)]
+    ttl_seconds: Option<i32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Holders {
+    /// Every live holder (the caller included), sorted.
+    holders: Vec<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/v1/leases/holders",
+    tag = "leases",
+    request_body = Heartbeat,
+    security(("bearer" = ["sessions:read"])),
+    responses(
+        (status = 200, description = "Announced (a boot loader's heartbeat): the live holders, for a fair share", body = Holders),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid holder or ttl_seconds", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn heartbeat(
+    State(app): State<App>,
+    _auth: Auth<Read>,
+    JsonBody(body): JsonBody<Heartbeat>,
+) -> AppResult<Json<Holders>> {
+    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
+    let mut conn = app.conn().await?;
+    let holders = leases::heartbeat(&mut conn, &body.holder, ttl).await?;
+    Ok(Json(Holders { holders }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/leases/holders/{holder}",
+    tag = "leases",
+    params(("holder" = String, Path, description = "the holder that stops")),
+    security(("bearer" = ["sessions:read"])),
+    responses(
+        (status = 204, description = "Withdrawn (idempotent)"),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 422, description = "Invalid holder", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn leave(
+    State(app): State<App>,
+    Path(holder): Path<String>,
+    _auth: Auth<Read>,
+) -> AppResult<StatusCode> {
+    path_id("holder", &holder)?;
+    let mut conn = app.conn().await?;
+    leases::leave(&mut conn, &holder).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A listed session with its live lease.
+#[derive(Serialize, ToSchema)]
+pub struct ListedSession {
+    #[serde(flatten)]
+    session: SessionMeta,
+    /// The live lease, or null when nobody holds it.
+    lease: Option<Lease>,
+}
+
+/// A page of `GET /api/v1/sessions`.
+#[derive(Serialize, ToSchema)]
+pub struct ListedPage {
+    sessions: Vec<ListedSession>,
+    next_cursor: Option<String>,
+}
+
+/// Attaches the live lease of every session of a page (one query).
+pub(super) async fn with_leases(
+    conn: &mut diesel_async::AsyncPgConnection,
+    page: Page,
+) -> AppResult<ListedPage> {
+    let ids: Vec<&str> = page
+        .sessions
+        .iter()
+        .map(|s| s.session_id.as_str())
+        .collect();
+    let mut live = leases::live_for(conn, &ids).await?;
+    let sessions = page
+        .sessions
+        .into_iter()
+        .map(|session| ListedSession {
+            lease: live.remove(&session.session_id),
+            session,
+        })
+        .collect();
+    Ok(ListedPage {
+        sessions,
+        next_cursor: page.next_cursor,
+    })
+}

@@ -1,0 +1,408 @@
+//! Leases: one live holder per session, decided by the database clock.
+//!
+//! Every change is one statement, so a lease can never be half-taken: the
+//! take (insert-or-update with the holder and expiry checks in its `WHERE`)
+//! and its audit row are data-modifying CTEs of the same statement. Fences
+//! come from the sequence `session_lease_fence`, which nothing resets: they
+//! grow strictly with every change of hands, across purges, re-creates,
+//! rotations and restarts.
+//!
+//! Renewals are not audited (a loader renews every few seconds); they are
+//! counted in `vibee_lease_renewals_total`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+
+use super::activity::AuditContext;
+use super::error::DbError;
+use super::validate::{self, Invalid};
+
+mod holders;
+pub use holders::{heartbeat, leave};
+
+pub const MIN_TTL_SECONDS: i32 = 5;
+pub const MAX_TTL_SECONDS: i32 = 3600;
+pub const DEFAULT_TTL_SECONDS: i32 = 60;
+/// Leases one batched renewal may name.
+pub const MAX_RENEW_BATCH: usize = 10_000;
+
+/// A lease as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, QueryableByName, utoipa::ToSchema)]
+pub struct Lease {
+    #[diesel(sql_type = Text)]
+    pub session_id: String,
+    #[diesel(sql_type = Text)]
+    pub holder: String,
+    /// Grows strictly every time the lease changes hands; never reused.
+    #[diesel(sql_type = BigInt)]
+    pub fence: i64,
+    /// By the database's clock.
+    #[diesel(sql_type = Timestamptz)]
+    pub expires_at: DateTime<Utc>,
+}
+
+/// How a granted take changed the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// It was free (never taken, or released).
+    Taken,
+    /// The same holder asked again while it was live: same fence, later expiry.
+    Renewed,
+    /// It had expired; `prior_holder` held it (possibly the same holder).
+    TakenOver { prior_holder: String },
+}
+
+#[derive(Debug)]
+pub enum Take {
+    Granted { lease: Lease, change: Change },
+    /// Another holder has a live lease.
+    Held(Lease),
+    /// The session is deactivated: nobody may run it.
+    Inactive,
+}
+
+#[derive(Debug)]
+pub enum Release {
+    Released,
+    /// The holder or fence does not match (the live lease, if any, is given).
+    Stale(Option<Lease>),
+}
+
+pub fn validate_holder(holder: &str) -> Result<(), Invalid> {
+    validate::identifier("holder", holder)
+}
+
+pub fn validate_ttl(ttl_seconds: i32) -> Result<(), Invalid> {
+    if (MIN_TTL_SECONDS..=MAX_TTL_SECONDS).contains(&ttl_seconds) {
+        Ok(())
+    } else {
+        Err(Invalid::new(
+            "ttl_seconds",
+            format!("must be between {MIN_TTL_SECONDS} and {MAX_TTL_SECONDS}"),
+        ))
+    }
+}
+
+#[derive(QueryableByName)]
+struct TakeRow {
+    #[diesel(sql_type = Bool)]
+    is_active: bool,
+    #[diesel(sql_type = Nullable<Text>)]
+    holder: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    fence: Option<i64>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    expires_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    prior_holder: Option<String>,
+    #[diesel(sql_type = Nullable<Bool>)]
+    changed: Option<bool>,
+}
+
+/// The `SET` of a take: a live lease of the same holder keeps its fence
+/// (a renewal); anything else gets the fresh fence of `EXCLUDED`. Every
+/// expression reads the row as it was before the update.
+const TAKE_SQL: &str = "\
+WITH s AS (
+    SELECT session_id, user_id, is_active FROM user_sessions WHERE session_id = $1
+), up AS (
+    INSERT INTO session_leases AS l (session_id, holder, fence, acquired_at, expires_at)
+    SELECT session_id, $2, nextval('session_lease_fence'), now(), now() + $3 * interval '1 second'
+    FROM s WHERE is_active
+    ON CONFLICT (session_id) DO UPDATE SET
+        fence = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
+                     THEN l.fence ELSE EXCLUDED.fence END,
+        acquired_at = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
+                           THEN l.acquired_at ELSE now() END,
+        prior_holder = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
+                            THEN l.prior_holder ELSE l.holder END,
+        holder = EXCLUDED.holder,
+        expires_at = EXCLUDED.expires_at
+    WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()
+    RETURNING l.session_id, l.holder, l.fence, l.expires_at, l.prior_holder,
+              l.acquired_at = now() AS changed
+), audit AS (
+    INSERT INTO session_activity (session_id, user_id, activity_type, actor, request_id, details)
+    SELECT up.session_id, s.user_id,
+           CASE WHEN up.prior_holder IS NULL THEN 'lease_taken' ELSE 'lease_taken_over' END,
+           $4, $5,
+           jsonb_strip_nulls(jsonb_build_object('holder', up.holder, 'fence', up.fence,
+               'ttl_seconds', $3, 'prior_holder', up.prior_holder))
+    FROM up, s WHERE up.changed
+)
+SELECT s.is_active, up.holder, up.fence, up.expires_at, up.prior_holder, up.changed
+FROM s LEFT JOIN up ON true";
+
+/// Takes or renews the lease of `session_id` for `holder`. `NotFound` when
+/// there is no such session.
+pub async fn take(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+    holder: &str,
+    ttl_seconds: i32,
+) -> Result<Take, DbError> {
+    validate::identifier("session_id", session_id)?;
+    validate_holder(holder)?;
+    validate_ttl(ttl_seconds)?;
+    let row: TakeRow = diesel::sql_query(TAKE_SQL)
+        .bind::<Text, _>(session_id)
+        .bind::<Text, _>(holder)
+        .bind::<Integer, _>(ttl_seconds)
+        .bind::<Text, _>(&ctx.actor)
+        .bind::<Nullable<Text>, _>(ctx.request_id.as_deref())
+        .get_result(conn)
+        .await?;
+    if !row.is_active {
+        return Ok(Take::Inactive);
+    }
+    let (Some(holder), Some(fence), Some(expires_at)) = (row.holder, row.fence, row.expires_at)
+    else {
+        // Held by another live holder; read who (a fresh snapshot).
+        return match get(conn, session_id).await? {
+            Some(lease) => Ok(Take::Held(lease)),
+            // Released or expired in between: the caller may simply retry.
+            None => Err(DbError::Unavailable(
+                "the lease changed hands during the request; retry".into(),
+            )),
+        };
+    };
+    let change = match (row.changed, row.prior_holder) {
+        (Some(false), _) => Change::Renewed,
+        (_, Some(prior_holder)) => Change::TakenOver { prior_holder },
+        (_, None) => Change::Taken,
+    };
+    let kind = match change {
+        Change::Renewed => "renewed",
+        Change::Taken => "taken",
+        Change::TakenOver { .. } => "taken_over",
+    };
+    if change == Change::Renewed {
+        metrics::counter!("vibee_lease_renewals_total").increment(1);
+    } else {
+        metrics::counter!("vibee_lease_changes_total", "kind" => kind).increment(1);
+    }
+    Ok(Take::Granted {
+        lease: Lease {
+            session_id: session_id.to_owned(),
+            holder,
+            fence,
+            expires_at,
+        },
+        change,
+    })
+}
+
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = Nullable<Text>)]
+    holder: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    fence: Option<i64>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// The live lease of a session (`None` when free or expired); `NotFound`
+/// when there is no such session.
+pub async fn get(conn: &mut AsyncPgConnection, session_id: &str) -> Result<Option<Lease>, DbError> {
+    let found: Found = diesel::sql_query(
+        "SELECT l.holder, l.fence, l.expires_at FROM user_sessions s \
+         LEFT JOIN session_leases l ON l.session_id = s.session_id AND l.expires_at > now() \
+         WHERE s.session_id = $1",
+    )
+    .bind::<Text, _>(session_id)
+    .get_result(conn)
+    .await?;
+    Ok(match (found.holder, found.fence, found.expires_at) {
+        (Some(holder), Some(fence), Some(expires_at)) => Some(Lease {
+            session_id: session_id.to_owned(),
+            holder,
+            fence,
+            expires_at,
+        }),
+        _ => None,
+    })
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Releases the lease when `holder` and `fence` are the current ones.
+pub async fn release(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+    holder: &str,
+    fence: i64,
+) -> Result<Release, DbError> {
+    validate::identifier("session_id", session_id)?;
+    validate_holder(holder)?;
+    let deleted: Count = diesel::sql_query(
+        "WITH d AS (DELETE FROM session_leases WHERE session_id = $1 AND holder = $2 AND fence = $3 \
+                    RETURNING session_id, holder, fence), \
+              a AS (INSERT INTO session_activity (session_id, user_id, activity_type, actor, request_id, details) \
+                    SELECT d.session_id, s.user_id, 'lease_released', $4, $5, \
+                           jsonb_build_object('holder', d.holder, 'fence', d.fence) \
+                    FROM d JOIN user_sessions s ON s.session_id = d.session_id) \
+         SELECT count(*) AS n FROM d",
+    )
+    .bind::<Text, _>(session_id)
+    .bind::<Text, _>(holder)
+    .bind::<BigInt, _>(fence)
+    .bind::<Text, _>(&ctx.actor)
+    .bind::<Nullable<Text>, _>(ctx.request_id.as_deref())
+    .get_result(conn)
+    .await?;
+    if deleted.n > 0 {
+        metrics::counter!("vibee_lease_changes_total", "kind" => "released").increment(1);
+        return Ok(Release::Released);
+    }
+    Ok(Release::Stale(get(conn, session_id).await?))
+}
+
+/// Breaks whatever lease a session has (an admin's act). Returns the lease
+/// that was there, live or expired; `None` when there was none.
+pub async fn break_lease(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+) -> Result<Option<Lease>, DbError> {
+    validate::identifier("session_id", session_id)?;
+    let broken: Option<Lease> = diesel::sql_query(
+        "WITH d AS (DELETE FROM session_leases WHERE session_id = $1 \
+                    RETURNING session_id, holder, fence, expires_at), \
+              a AS (INSERT INTO session_activity (session_id, user_id, activity_type, actor, request_id, details) \
+                    SELECT d.session_id, s.user_id, 'lease_broken', $2, $3, \
+                           jsonb_build_object('holder', d.holder, 'fence', d.fence, \
+                                              'was_live', d.expires_at > now()) \
+                    FROM d JOIN user_sessions s ON s.session_id = d.session_id) \
+         SELECT session_id, holder, fence, expires_at FROM d",
+    )
+    .bind::<Text, _>(session_id)
+    .bind::<Text, _>(&ctx.actor)
+    .bind::<Nullable<Text>, _>(ctx.request_id.as_deref())
+    .get_result(conn)
+    .await
+    .optional()?;
+    if broken.is_some() {
+        metrics::counter!("vibee_lease_changes_total", "kind" => "broken").increment(1);
+    } else {
+        // NotFound for an unknown session; Ok(None) when it had no lease.
+        get(conn, session_id).await?;
+    }
+    Ok(broken)
+}
+
+/// Renews every named lease `holder` still holds live with that fence, in
+/// one statement. Returns the renewed ones; the others are lost (expired,
+/// broken, released, or the fence moved on).
+pub async fn renew_batch(
+    conn: &mut AsyncPgConnection,
+    holder: &str,
+    ttl_seconds: i32,
+    fences: &[(String, i64)],
+) -> Result<Vec<Lease>, DbError> {
+    validate_holder(holder)?;
+    validate_ttl(ttl_seconds)?;
+    if fences.len() > MAX_RENEW_BATCH {
+        return Err(Invalid::new(
+            "fences",
+            format!("may name at most {MAX_RENEW_BATCH} leases"),
+        )
+        .into());
+    }
+    for (session_id, _) in fences {
+        validate::identifier("session_id", session_id)?;
+    }
+    let (ids, fs): (Vec<&str>, Vec<i64>) = fences.iter().map(|(s, f)| (s.as_str(), *f)).unzip();
+    let renewed: Vec<Lease> = diesel::sql_query(
+        "UPDATE session_leases AS l SET expires_at = now() + $2 * interval '1 second' \
+         FROM unnest($3::text[], $4::bigint[]) AS v(session_id, fence) \
+         WHERE l.session_id = v.session_id AND l.fence = v.fence \
+           AND l.holder = $1 AND l.expires_at > now() \
+         RETURNING l.session_id, l.holder, l.fence, l.expires_at",
+    )
+    .bind::<Text, _>(holder)
+    .bind::<Integer, _>(ttl_seconds)
+    .bind::<Array<Text>, _>(&ids)
+    .bind::<Array<BigInt>, _>(&fs)
+    .load(conn)
+    .await?;
+    metrics::counter!("vibee_lease_renewals_total").increment(renewed.len() as u64);
+    Ok(renewed)
+}
+
+/// The live leases of the named sessions, by session id (for listings).
+pub async fn live_for(
+    conn: &mut AsyncPgConnection,
+    session_ids: &[&str],
+) -> Result<HashMap<String, Lease>, DbError> {
+    if session_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let leases: Vec<Lease> = diesel::sql_query(
+        "SELECT session_id, holder, fence, expires_at FROM session_leases \
+         WHERE session_id = ANY($1) AND expires_at > now()",
+    )
+    .bind::<Array<Text>, _>(session_ids)
+    .load(conn)
+    .await?;
+    Ok(leases
+        .into_iter()
+        .map(|l| (l.session_id.clone(), l))
+        .collect())
+}
+
+/// Active sessions with and without a live lease (for `stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, QueryableByName, utoipa::ToSchema)]
+pub struct LeaseCounts {
+    /// Active sessions with a live lease.
+    #[diesel(sql_type = BigInt)]
+    pub held: i64,
+    /// Active sessions nobody holds.
+    #[diesel(sql_type = BigInt)]
+    pub free: i64,
+}
+
+pub async fn counts(conn: &mut AsyncPgConnection) -> Result<LeaseCounts, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT count(l.session_id) AS held, count(*) - count(l.session_id) AS free \
+         FROM user_sessions s \
+         LEFT JOIN session_leases l ON l.session_id = s.session_id AND l.expires_at > now() \
+         WHERE s.is_active",
+    )
+    .get_result(conn)
+    .await?)
+}
+
+/// An active session and who holds it, for a boot loader's plan.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Slot {
+    #[diesel(sql_type = Text)]
+    pub session_id: String,
+    #[diesel(sql_type = Text)]
+    pub user_id: String,
+    /// The live holder, if any.
+    #[diesel(sql_type = Nullable<Text>)]
+    pub holder: Option<String>,
+}
+
+/// Every active session in `user_id` order with its live holder.
+pub async fn slots(conn: &mut AsyncPgConnection) -> Result<Vec<Slot>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT s.session_id, s.user_id, l.holder FROM user_sessions s \
+         LEFT JOIN session_leases l ON l.session_id = s.session_id AND l.expires_at > now() \
+         WHERE s.is_active ORDER BY s.user_id",
+    )
+    .load(conn)
+    .await?)
+}
