@@ -49,7 +49,7 @@ def test_session_round_trips_byte_for_byte(server, token, client, make_session):
         await real.open()
         assert (await real.dc_id(), await real.api_id(), await real.user_id()) == (4, 98765, 5550001)
         assert await real.auth_key() == key
-        assert await real.is_bot() is False and await real.test_mode() is False
+        assert not await real.is_bot() and not await real.test_mode()
         await real.close()
         await s.save()
         await s.close()
@@ -82,7 +82,7 @@ def test_as_the_storage_of_a_real_pyrogram_client(server, token, client, make_se
         app.storage = _storage(server, token, sid, holder="pyro-app")
         await app.load_session()  # what connect() does first; no network for a stored session
         assert await app.storage.auth_key() == key
-        assert await app.storage.is_bot() is True
+        assert await app.storage.is_bot()
         assert await app.export_session_string() == client.get_blob(sid).data.reveal().decode()
         await app.storage.close()
         assert client.get_lease(sid) is None

@@ -315,7 +315,9 @@ def release_lease(session_id: str, holder: str, fence: int) -> Op:
 
 
 def break_lease(session_id: str) -> Op:
-    return Op("POST", f"{API}/sessions/{seg('session_id', session_id)}/lease/break", _lease)
+    return Op(
+        "POST", f"{API}/sessions/{seg('session_id', session_id)}/lease/break", _lease, json_body={}
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -136,5 +136,25 @@ class LeaseKeeper:
     def release_quietly(self) -> None:
         try:
             self.release()
-        except VibeeError:
+        except Exception:  # at garbage collection or exit: nothing to tell anyone
             pass
+
+
+class Holdings:
+    """What an adapter holds, let go of when it is collected or the interpreter
+    exits without ``close()``: its lease (so a restarted process need not wait
+    out the TTL), then the HTTP client, when the adapter made it."""
+
+    def __init__(self, client: Client, owned: bool) -> None:
+        self.client = client
+        self.owned = owned
+        self.keeper: Optional[LeaseKeeper] = None
+
+    def __call__(self) -> None:
+        if self.keeper is not None:
+            self.keeper.release_quietly()
+        if self.owned:
+            try:
+                self.client.close()
+            except Exception:
+                pass

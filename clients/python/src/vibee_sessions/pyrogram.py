@@ -28,7 +28,7 @@ from . import _config
 from .client import Client
 from .errors import SessionClosed
 from .formats import TELETHON, FormatError, PyrogramState, decode_pyrogram, detect
-from .lease import LeaseKeeper, check_ttl
+from .lease import Holdings, LeaseKeeper, check_ttl
 
 __all__ = ["VibeeStorage"]
 
@@ -73,23 +73,23 @@ class VibeeStorage(MemoryStorage):
         self._ttl = lease_ttl
         self._holder = _config.holder(holder)
         self._client = client if client is not None else Client(base_url, token=token)
-        if client is None:
-            weakref.finalize(self, self._client.close)
+        self._holdings = Holdings(self._client, owned=client is None)
+        weakref.finalize(self, self._holdings)
         self._stored: Optional[str] = None
         self._opened = False
         self._closed = False
-        self._keeper: Optional[LeaseKeeper] = None
+        self._keeper: LeaseKeeper
         self._take()
 
     # -- lease and blob -----------------------------------------------------
 
     def _take(self) -> None:
         self._keeper = LeaseKeeper(self._client, self.session_id, self._holder, self._ttl)
-        self._finalizer = weakref.finalize(self, self._keeper.release_quietly)
+        self._holdings.keeper = self._keeper
         try:
             self._stored = self._load()
         except BaseException:
-            self._finalizer()
+            self._keeper.release_quietly()
             raise
         self._closed = False
 
@@ -120,7 +120,6 @@ class VibeeStorage(MemoryStorage):
 
     @property
     def lease(self) -> Any:
-        assert self._keeper is not None
         return self._keeper.lease
 
     async def _current(self) -> Optional[str]:
@@ -146,7 +145,6 @@ class VibeeStorage(MemoryStorage):
             return
         if self._closed:
             raise SessionClosed(f"storage of session {self.session_id} was closed")
-        assert self._keeper is not None
         fence = self._keeper.fence()
         await _in_thread(
             self._client.put_blob, self.session_id, current.encode("ascii"), lease_fence=fence
@@ -170,13 +168,12 @@ class VibeeStorage(MemoryStorage):
         if self._closed:
             return
         try:
-            assert self._keeper is not None
             if self._keeper.lost is None:
                 await self._persist()
         finally:
             self._closed = True
             self._opened = False
-            await _in_thread(self._finalizer)
+            await _in_thread(self._keeper.release)
             if self.conn is not None:
                 await super().close()
 
@@ -186,7 +183,6 @@ class VibeeStorage(MemoryStorage):
         After ``close()`` it goes without a fence: the server refuses it
         (``LeaseRequired``) when another holder took the lease meanwhile.
         """
-        assert self._keeper is not None
         fence = None if self._closed else self._keeper.fence()
         await _in_thread(self._client.delete_blob, self.session_id, lease_fence=fence)
         self._stored = None

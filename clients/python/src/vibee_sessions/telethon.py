@@ -23,7 +23,7 @@ from . import _config
 from .client import Client
 from .errors import SessionClosed
 from .formats import PYROGRAM, FormatError, TelethonState, decode_telethon, detect
-from .lease import LeaseKeeper, check_ttl
+from .lease import Holdings, LeaseKeeper, check_ttl
 
 __all__ = ["VibeeSession"]
 
@@ -62,16 +62,13 @@ class VibeeSession(MemorySession):
         _config.check_identifier("session_id", session_id)
         check_ttl(lease_ttl)
         self.session_id = session_id
-        self._own_client = client is None
         self._client = client if client is not None else Client(base_url, token=token)
         self._closed = False
         self._stored: Optional[str] = None
+        holdings = Holdings(self._client, owned=client is None)
+        self._finalizer = weakref.finalize(self, holdings)
         self._keeper = LeaseKeeper(self._client, session_id, _config.holder(holder), lease_ttl)
-        # Released at interpreter exit when nobody called close(), so a
-        # restarted process does not wait out the TTL.
-        self._finalizer = weakref.finalize(self, self._keeper.release_quietly)
-        if self._own_client:
-            weakref.finalize(self, self._client.close)
+        holdings.keeper = self._keeper
         try:
             self._load()
         except BaseException:
@@ -150,7 +147,8 @@ class VibeeSession(MemorySession):
                 self.save()
         finally:
             self._closed = True
-            self._finalizer()
+            # The HTTP client stays: Telethon's log_out() calls delete() next.
+            self._keeper.release()
 
     def delete(self) -> None:
         """Clear the stored blob (``TelegramClient.log_out()`` calls this).
