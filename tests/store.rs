@@ -97,7 +97,7 @@ async fn upsert_creates_then_updates_and_keeps_omitted_fields() {
         b"mtproto-session-blob"
     );
 
-    let trail = activity::list_for_user(&mut conn, "u1", None, 10)
+    let trail = activity::list_trail(&mut conn, activity::TrailOf::User("u1"), None, 10)
         .await
         .unwrap();
     let kinds: Vec<_> = trail.iter().map(|a| a.activity_type.as_str()).collect();
@@ -110,9 +110,14 @@ async fn upsert_creates_then_updates_and_keeps_omitted_fields() {
             .iter()
             .all(|a| a.actor == "test-token" && a.request_id.as_deref() == Some("req-1"))
     );
-    let next = activity::list_for_user(&mut conn, "u1", Some(trail[1].id), 10)
-        .await
-        .unwrap();
+    let next = activity::list_trail(
+        &mut conn,
+        activity::TrailOf::User("u1"),
+        Some(trail[1].id),
+        10,
+    )
+    .await
+    .unwrap();
     assert_eq!(next.len(), 1, "paging below an id continues the trail");
 }
 
@@ -348,7 +353,24 @@ async fn list_pages_filters_and_deactivation() {
     .await
     .unwrap();
     assert_eq!(all.sessions.len(), 25);
-    // An upsert of a deactivated user's credentials makes the session active again.
+    // A deactivated session takes no write and serves no credentials until
+    // it is reactivated, explicitly and audited.
+    assert!(matches!(
+        sessions::upsert(&mut conn, &vault, &ctx(), &input("user-03")).await,
+        Err(DbError::Inactive)
+    ));
+    assert!(matches!(
+        sessions::get_credentials(&mut conn, &vault, &ctx(), "user-03").await,
+        Err(DbError::Inactive)
+    ));
+    let (_, changed) = sessions::reactivate(&mut conn, &ctx(), &victim.session_id)
+        .await
+        .unwrap();
+    assert!(changed);
+    let (_, again) = sessions::reactivate(&mut conn, &ctx(), &victim.session_id)
+        .await
+        .unwrap();
+    assert!(!again, "reactivation is idempotent");
     sessions::upsert(&mut conn, &vault, &ctx(), &input("user-03"))
         .await
         .unwrap();
@@ -381,7 +403,7 @@ async fn purge_deletes_the_row_but_not_its_audit_trail() {
         sessions::purge(&mut conn, &ctx(), &meta.session_id).await,
         Err(DbError::NotFound)
     ));
-    let trail = activity::list_for_user(&mut conn, "gone", None, 10)
+    let trail = activity::list_trail(&mut conn, activity::TrailOf::User("gone"), None, 10)
         .await
         .unwrap();
     assert_eq!(trail[0].activity_type, "session_purged");
@@ -402,16 +424,31 @@ async fn partial_update_changes_only_plain_fields() {
         last_seen_at: Some(Some(seen)),
         ..Default::default()
     };
-    let meta = sessions::update_metadata(&mut conn, &ctx(), "p", &patch)
-        .await
-        .unwrap();
+    let meta =
+        sessions::update_metadata(&mut conn, &ctx(), sessions::By::UserId("p"), &patch, None)
+            .await
+            .unwrap();
     assert_eq!(meta.username, None);
     assert!(meta.auto_reply_enabled && !meta.digital_twin_enabled);
     assert_eq!(meta.version, 2);
     assert!((meta.last_seen_at.unwrap() - seen).num_milliseconds().abs() < 1);
-    let empty = sessions::update_metadata(&mut conn, &ctx(), "p", &SessionPatch::default()).await;
+    let empty = sessions::update_metadata(
+        &mut conn,
+        &ctx(),
+        sessions::By::UserId("p"),
+        &SessionPatch::default(),
+        None,
+    )
+    .await;
     assert!(matches!(empty, Err(DbError::Invalid(_))));
-    let missing = sessions::update_metadata(&mut conn, &ctx(), "nobody", &patch).await;
+    let missing = sessions::update_metadata(
+        &mut conn,
+        &ctx(),
+        sessions::By::UserId("nobody"),
+        &patch,
+        None,
+    )
+    .await;
     assert!(matches!(missing, Err(DbError::NotFound)));
     let got = sessions::get_credentials(&mut conn, &vault, &ctx(), "p")
         .await
@@ -450,7 +487,8 @@ async fn session_blob_by_session_id() {
         &vault,
         &ctx(),
         &meta.session_id,
-        &SecretSlice::from(blob.clone()),
+        zeroize::Zeroizing::new(blob.clone()),
+        None,
     )
     .await
     .unwrap();
@@ -530,7 +568,7 @@ async fn ciphertext_moved_between_rows_or_columns_fails_to_decrypt() {
             .await
             .is_ok()
     );
-    let reads = activity::list_for_user(&mut conn, "attacker", None, 10)
+    let reads = activity::list_trail(&mut conn, activity::TrailOf::User("attacker"), None, 10)
         .await
         .unwrap();
     assert!(reads.iter().all(|a| a.activity_type != "credentials_read"));

@@ -21,16 +21,11 @@ pub trait RequiredScope {
     const SCOPE: Option<Scope>;
 }
 
-/// Any valid token.
-pub struct AnyToken;
 pub struct Read;
 pub struct Write;
 pub struct List;
 pub struct Admin;
 
-impl RequiredScope for AnyToken {
-    const SCOPE: Option<Scope> = None;
-}
 impl RequiredScope for Read {
     const SCOPE: Option<Scope> = Some(Scope::SessionsRead);
 }

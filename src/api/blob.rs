@@ -4,28 +4,36 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::ExposeSecret;
+use utoipa::ToSchema;
+use zeroize::Zeroizing;
 
 use crate::db::sessions;
 
 use super::auth::{Auth, Read, Write};
 use super::error::{AppError, AppResult};
-use super::extract::{OctetStream, path_id};
+use super::extract::{IfMatch, OctetStream, etag, path_id};
+use super::session::{session_not_found, with_etag};
 use super::{App, ErrorBody};
+
+/// Raw bytes (`application/octet-stream`), 1 B to 1 MiB.
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct Blob(#[allow(dead_code)] Vec<u8>);
 
 #[utoipa::path(
     get,
-    path = "/api/v1/sessions/{id}/data",
+    path = "/api/v1/sessions/{session_id}/data",
+    operation_id = "get_session_data",
     tag = "session data",
-    params(("id" = String, Path, description = "the session_id")),
+    params(("session_id" = String, Path, description = "the session_id")),
     security(("bearer" = ["sessions:read"])),
     responses(
-        (status = 200, description = "The blob (an audited read)", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
+        (status = 200, description = "The blob (an audited read)", content_type = "application/octet-stream",
+            body = Blob, headers(("ETag" = String, description = "\"<version>\" of the session"))),
         (status = 404, description = "No such session, or no blob stored (`code`: `no_session_data`)", body = ErrorBody),
+        (status = 409, description = "The session is deactivated (`session_inactive`)", body = ErrorBody),
         (status = 422, description = "Invalid session_id", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn get(
@@ -36,7 +44,11 @@ pub async fn get(
     path_id("session_id", &session_id)?;
     let read = {
         let mut conn = app.conn().await?;
-        sessions::read_session_data(&mut conn, &app.vault, &session_id).await?
+        sessions::read_session_data(&mut conn, &app.vault, &session_id).await
+    };
+    let read = match read {
+        Ok(r) => r,
+        Err(e) => return Err(session_not_found(&app, &session_id, e).await),
     };
     let read = read.ok_or_else(|| {
         AppError::new(
@@ -47,10 +59,13 @@ pub async fn get(
     })?;
     app.audit.record(&auth.audit, read.event()).await?;
     Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::ETAG, etag(read.version)),
+        ],
         read.data.expose_secret().to_vec(),
     )
         .into_response())
@@ -58,32 +73,89 @@ pub async fn get(
 
 #[utoipa::path(
     put,
-    path = "/api/v1/sessions/{id}/data",
+    path = "/api/v1/sessions/{session_id}/data",
+    operation_id = "put_session_data",
     tag = "session data",
-    params(("id" = String, Path, description = "the session_id")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(
+        ("session_id" = String, Path, description = "the session_id"),
+        ("If-Match" = Option<String>, Header, description = "write only if the session is at this ETag (412 otherwise)"),
+    ),
+    request_body(content = Blob, content_type = "application/octet-stream"),
     security(("bearer" = ["sessions:write"])),
     responses(
-        (status = 204, description = "Stored"),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:write", body = ErrorBody),
+        (status = 200, description = "Stored; the session's metadata", body = sessions::SessionMeta,
+            headers(("ETag" = String, description = "\"<version>\" after the write"))),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 409, description = "The session is deactivated (`session_inactive`)", body = ErrorBody),
+        (status = 412, description = "If-Match names another version (`precondition_failed`)", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB (`payload_too_large`)", body = ErrorBody),
         (status = 415, description = "Not application/octet-stream", body = ErrorBody),
-        (status = 422, description = "Empty or over 64 KiB", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 422, description = "Empty", body = ErrorBody),
     )
 )]
 pub async fn put(
     State(app): State<App>,
     Path(session_id): Path<String>,
     auth: Auth<Write>,
+    if_match: IfMatch,
     OctetStream(body): OctetStream,
-) -> AppResult<StatusCode> {
+) -> AppResult<Response> {
     path_id("session_id", &session_id)?;
-    let data = SecretSlice::from(body.to_vec());
+    // The request's one buffer, taken over (no copy) and zeroized after sealing.
+    let data = Zeroizing::new(Vec::from(body));
     app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    sessions::put_session_data(&mut conn, &app.vault, &auth.audit, &session_id, &data).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let written = {
+        let mut conn = app.conn().await?;
+        sessions::put_session_data(
+            &mut conn,
+            &app.vault,
+            &auth.audit,
+            &session_id,
+            data,
+            if_match.versions(),
+        )
+        .await
+    };
+    match written {
+        Ok(meta) => Ok(with_etag(StatusCode::OK, meta.version, meta)),
+        Err(e) => Err(session_not_found(&app, &session_id, e).await),
+    }
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions/{session_id}/data",
+    operation_id = "delete_session_data",
+    tag = "session data",
+    params(
+        ("session_id" = String, Path, description = "the session_id"),
+        ("If-Match" = Option<String>, Header, description = "clear only if the session is at this ETag (412 otherwise)"),
+    ),
+    security(("bearer" = ["sessions:write"])),
+    responses(
+        (status = 200, description = "Cleared (idempotent; audited); the session's metadata", body = sessions::SessionMeta,
+            headers(("ETag" = String, description = "\"<version>\" after the write"))),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session is deactivated (`session_inactive`)", body = ErrorBody),
+        (status = 412, description = "If-Match names another version (`precondition_failed`)", body = ErrorBody),
+        (status = 422, description = "Invalid session_id", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(app): State<App>,
+    Path(session_id): Path<String>,
+    auth: Auth<Write>,
+    if_match: IfMatch,
+) -> AppResult<Response> {
+    path_id("session_id", &session_id)?;
+    app.audit.flush().await?;
+    let cleared = {
+        let mut conn = app.conn().await?;
+        sessions::delete_session_data(&mut conn, &auth.audit, &session_id, if_match.versions())
+            .await
+    };
+    match cleared {
+        Ok(meta) => Ok(with_etag(StatusCode::OK, meta.version, meta)),
+        Err(e) => Err(session_not_found(&app, &session_id, e).await),
+    }
 }

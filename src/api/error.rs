@@ -4,16 +4,40 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::DbError;
+
+/// The body of every error response: what `into_response` serializes and
+/// what the OpenAPI document describes, so the two cannot drift.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, for a person.
+    error: String,
+    /// What is wrong, for a program: `malformed_request`, `invalid_query`,
+    /// `invalid_field`, `unauthorized`, `forbidden`, `not_found`,
+    /// `no_session_data`, `method_not_allowed`, `request_timeout`,
+    /// `conflict`, `session_inactive`, `precondition_failed`,
+    /// `payload_too_large`, `unsupported_media_type`, `integrity_error`,
+    /// `internal_error`, `unavailable`, `timeout`.
+    #[schema(value_type = String)]
+    code: &'static str,
+    /// The field at fault, with `invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    field: Option<&'static str>,
+    /// The scope the token lacks, with `forbidden` (403).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    required_scope: Option<&'static str>,
+}
 
 #[derive(Debug)]
 pub struct AppError {
     status: StatusCode,
-    code: &'static str,
-    message: String,
-    field: Option<&'static str>,
+    body: ErrorBody,
+    /// Members beyond the common ones (`holder`, `expires_at` of a lease conflict).
     extra: Vec<(&'static str, serde_json::Value)>,
 }
 
@@ -23,9 +47,12 @@ impl AppError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
-            code,
-            message: message.into(),
-            field: None,
+            body: ErrorBody {
+                error: message.into(),
+                code,
+                field: None,
+                required_scope: None,
+            },
             extra: Vec::new(),
         }
     }
@@ -35,10 +62,9 @@ impl AppError {
     }
 
     pub fn invalid_field(field: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            field: Some(field),
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
-        }
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
+        e.body.field = Some(field);
+        e
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -54,14 +80,23 @@ impl AppError {
     }
 
     pub fn forbidden(scope: &'static str) -> Self {
-        Self {
-            extra: vec![("required_scope", json!(scope))],
-            ..Self::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("this token lacks the scope {scope}"),
-            )
-        }
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token lacks the scope {scope}"),
+        );
+        e.body.required_scope = Some(scope);
+        e
+    }
+
+    /// A write to, or a credentials read of, a deactivated session.
+    pub fn inactive() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "session_inactive",
+            "the session is deactivated: it serves no credentials and takes no writes \
+             until POST /api/v1/sessions/{session_id}/reactivate",
+        )
     }
 
     pub fn unsupported_media_type(expected: &str) -> Self {
@@ -105,6 +140,10 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    pub fn code(&self) -> &'static str {
+        self.body.code
+    }
 }
 
 impl From<crate::db::validate::Invalid> for AppError {
@@ -123,6 +162,14 @@ impl From<DbError> for AppError {
                 "session_id is already used by another user",
             ),
             DbError::Invalid(i) => AppError::invalid_field(i.field, i.to_string()),
+            DbError::Inactive => AppError::inactive(),
+            DbError::VersionMismatch { current } => AppError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!(
+                    "the session is at version {current} (ETag \"{current}\"), not one If-Match names"
+                ),
+            ),
             DbError::Integrity { .. } => {
                 // Logged with its place where it was detected; the caller
                 // learns only that stored data failed its check.
@@ -150,10 +197,7 @@ impl From<DbError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message, "code": self.code });
-        if let Some(field) = self.field {
-            body["field"] = json!(field);
-        }
+        let mut body = serde_json::to_value(&self.body).unwrap_or_default();
         for (k, v) in self.extra {
             body[k] = v;
         }

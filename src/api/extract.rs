@@ -9,8 +9,11 @@ use serde::de::DeserializeOwned;
 
 use super::error::AppError;
 
-/// Request bodies larger than this are refused with 413 before parsing.
-pub const BODY_LIMIT: usize = 256 * 1024;
+use crate::db::validate::MAX_SESSION_DATA_LEN;
+
+/// Request bodies larger than this are refused with 413 before parsing: the
+/// largest blob in base64 (4/3 of it) and room for the other fields.
+pub const BODY_LIMIT: usize = MAX_SESSION_DATA_LEN / 3 * 4 + 64 * 1024;
 
 fn content_type_is(req: &Request, expected: &str) -> bool {
     req.headers()
@@ -20,10 +23,14 @@ fn content_type_is(req: &Request, expected: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(expected))
 }
 
-async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, AppError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
+async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    limit: usize,
+) -> Result<Bytes, AppError> {
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            AppError::payload_too_large(BODY_LIMIT)
+            AppError::payload_too_large(limit)
         } else if caused_by_body_timeout(&rejection) {
             AppError::new(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -33,7 +40,11 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
         } else {
             AppError::bad_request("the request body could not be read")
         }
-    })
+    })?;
+    if bytes.len() > limit {
+        return Err(AppError::payload_too_large(limit));
+    }
+    Ok(bytes)
 }
 
 /// Whether the body failed because the client stopped sending it
@@ -63,7 +74,7 @@ where
         if !content_type_is(&req, "application/json") {
             return Err(AppError::unsupported_media_type("application/json"));
         }
-        let bytes = body_bytes(req, state).await?;
+        let bytes = body_bytes(req, state, BODY_LIMIT).await?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -161,7 +172,9 @@ fn known_field(path: &str) -> &'static str {
         .unwrap_or("body")
 }
 
-/// A raw binary body (`Content-Type: application/octet-stream`).
+/// A raw binary body (`Content-Type: application/octet-stream`) of at most
+/// `MAX_SESSION_DATA_LEN` bytes (413 past it). It is handed on as the one
+/// buffer it was read into (`Vec::from(Bytes)` takes the allocation over).
 pub struct OctetStream(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for OctetStream {
@@ -171,7 +184,9 @@ impl<S: Send + Sync> FromRequest<S> for OctetStream {
         if !content_type_is(&req, "application/octet-stream") {
             return Err(AppError::unsupported_media_type("application/octet-stream"));
         }
-        body_bytes(req, state).await.map(OctetStream)
+        body_bytes(req, state, MAX_SESSION_DATA_LEN)
+            .await
+            .map(OctetStream)
     }
 }
 
@@ -206,4 +221,59 @@ where
 pub fn path_id(field: &'static str, value: &str) -> Result<(), AppError> {
     crate::db::validate::identifier(field, value)
         .map_err(|i| AppError::invalid_field(i.field, i.to_string()))
+}
+
+/// `If-Match` (RFC 9110 13.1.1): `None` when absent or `*` (the write then
+/// needs only the session to exist), else the versions its strong entity
+/// tags name (`"7"`). A weak tag (`W/"7"`) never matches a strong comparison.
+pub struct IfMatch(pub Option<Vec<i64>>);
+
+impl IfMatch {
+    pub fn versions(&self) -> Option<&[i64]> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        let mut versions = Vec::new();
+        let mut any = false;
+        let mut present = false;
+        for value in parts.headers.get_all(axum::http::header::IF_MATCH) {
+            present = true;
+            let bad = || {
+                AppError::bad_request(
+                    "If-Match must be * or a list of entity tags such as \"7\" (the ETag of a session answer)",
+                )
+            };
+            let text = value.to_str().map_err(|_| bad())?;
+            for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if tag == "*" {
+                    any = true;
+                } else if let Some(weak) = tag.strip_prefix("W/") {
+                    weak.strip_prefix('"')
+                        .and_then(|t| t.strip_suffix('"'))
+                        .ok_or_else(bad)?;
+                } else {
+                    let inner = tag
+                        .strip_prefix('"')
+                        .and_then(|t| t.strip_suffix('"'))
+                        .ok_or_else(bad)?;
+                    // A tag that is not one of ours matches no version.
+                    if let Ok(v) = inner.parse::<i64>() {
+                        versions.push(v);
+                    }
+                }
+            }
+        }
+        Ok(IfMatch((present && !any).then_some(versions)))
+    }
+}
+
+/// The `ETag` of a session at `version`.
+pub fn etag(version: i64) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(&format!("\"{version}\""))
+        .expect("a quoted integer is a valid header value")
 }

@@ -3,7 +3,8 @@
 use axum::http::StatusCode;
 
 use super::extract::parse_json;
-use super::sessions::{CreateSession, PatchSession};
+use super::session::PatchSession;
+use super::sessions::CreateSession;
 
 /// Arbitrary bytes as the JSON body of `POST /api/v1/sessions` and of
 /// `PATCH /api/v1/sessions/{id}`, decoded and validated as the handlers do.

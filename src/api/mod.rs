@@ -1,16 +1,20 @@
 //! The REST API (axum): one `App` state, handlers that take it and return
 //! `AppResult<T>`, errors turned into statuses in one place (`error.rs`).
 
+mod activity;
+mod apidoc;
 mod auth;
 mod blob;
 mod error;
 mod extract;
-mod leases;
 #[doc(hidden)]
 pub mod fuzzing;
+mod leases;
 mod middleware;
 mod ops;
+mod session;
 mod sessions;
+mod users;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -19,7 +23,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -27,13 +30,12 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::TokenUses;
-pub use error::{AppError, AppResult};
+pub use error::{AppError, AppResult, ErrorBody};
 
 use crate::db::activity::AuditQueue;
 use crate::db::tokens::TokenCache;
@@ -73,7 +75,11 @@ impl AppState {
     }
 
     pub async fn conn(&self) -> AppResult<PooledConnection> {
-        Ok(self.pool.get().await.map_err(crate::db::DbError::from)?)
+        Ok(self.conn_db().await?)
+    }
+
+    pub async fn conn_db(&self) -> Result<PooledConnection, crate::db::DbError> {
+        self.pool.get().await.map_err(crate::db::DbError::from)
     }
 }
 
@@ -85,48 +91,19 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The body of every error response.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What is wrong, for a person.
-    error: String,
-    /// What is wrong, for a program: `malformed_request`, `invalid_field`,
-    /// `unauthorized`, `forbidden`, `not_found`, `conflict`, ...
-    code: String,
-    /// The field at fault, for `invalid_field`.
-    field: Option<String>,
-}
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
-    }
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "vibee-sessions",
-        description = "Encrypted store of Telegram session credentials for a multi-tenant agent. \
-            Every /api/v1 route needs `Authorization: Bearer <token>` with the scope it names."
-    ),
-    components(schemas(ErrorBody)),
-    modifiers(&BearerAuth)
-)]
-struct ApiDoc;
-
 fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    // Every path names one key: `{session_id}` under /sessions, `{user_id}`
+    // under /users. No segment means a user_id for one method and a
+    // session_id for another.
+    OpenApiRouter::with_openapi(apidoc::ApiDoc::openapi())
         .routes(routes!(sessions::upsert, sessions::list))
-        .routes(routes!(sessions::get, sessions::patch, sessions::delete))
-        .routes(routes!(sessions::activity))
-        .routes(routes!(blob::get, blob::put))
+        .routes(routes!(session::get, session::patch, session::delete))
+        .routes(routes!(session::reactivate))
+        .routes(routes!(activity::of_session))
+        .routes(routes!(blob::get, blob::put, blob::delete))
+        .routes(routes!(users::get))
+        .routes(routes!(users::session))
+        .routes(routes!(activity::of_user))
         .routes(routes!(leases::take, leases::get, leases::release))
         .routes(routes!(leases::break_lease))
         .merge(
@@ -147,13 +124,17 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document of the API, generated from the handlers.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
+    apidoc::finish(routes().1)
 }
 
+/// The document as served and as committed in `docs/openapi.json`, byte for
+/// byte (a final newline, as editors and `git diff` expect).
 pub fn openapi_json() -> String {
-    openapi()
+    let mut doc = openapi()
         .to_pretty_json()
-        .expect("the OpenAPI document serializes")
+        .expect("the OpenAPI document serializes");
+    doc.push('\n');
+    doc
 }
 
 /// The process-wide Prometheus recorder (metrics has one global recorder).

@@ -40,6 +40,8 @@ pub enum ActivityType {
     SessionPurged,
     SessionDataRead,
     SessionDataWritten,
+    SessionDataDeleted,
+    SessionReactivated,
     /// The boot loader handed a session's credentials to an agent.
     BootLoad,
     /// A lease was taken while free, or released by its holder, or broken by
@@ -67,6 +69,8 @@ impl ActivityType {
             ActivityType::SessionPurged => "session_purged",
             ActivityType::SessionDataRead => "session_data_read",
             ActivityType::SessionDataWritten => "session_data_written",
+            ActivityType::SessionDataDeleted => "session_data_deleted",
+            ActivityType::SessionReactivated => "session_reactivated",
             ActivityType::BootLoad => "boot_load",
             ActivityType::LeaseTaken => "lease_taken",
             ActivityType::LeaseReleased => "lease_released",
@@ -154,19 +158,30 @@ pub struct Activity {
     pub created_at: DateTime<Utc>,
 }
 
-/// A user's audit trail, newest first; `before` is the id to continue below.
-pub async fn list_for_user(
+/// Whose audit trail: a tenant's (`user_id`) or a session's (`session_id`).
+/// The trail outlives the row, so neither has to exist any more.
+#[derive(Debug, Clone, Copy)]
+pub enum TrailOf<'a> {
+    User(&'a str),
+    Session(&'a str),
+}
+
+/// An audit trail, newest first; `before` is the id to continue below.
+pub async fn list_trail(
     conn: &mut AsyncPgConnection,
-    user_id: &str,
+    of: TrailOf<'_>,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<Activity>, DbError> {
     let mut query = session_activity::table
-        .filter(session_activity::user_id.eq(user_id))
         .select(Activity::as_select())
         .order(session_activity::id.desc())
         .limit(limit)
         .into_boxed();
+    query = match of {
+        TrailOf::User(user_id) => query.filter(session_activity::user_id.eq(user_id)),
+        TrailOf::Session(session_id) => query.filter(session_activity::session_id.eq(session_id)),
+    };
     if let Some(before) = before {
         query = query.filter(session_activity::id.lt(before));
     }

@@ -12,6 +12,14 @@ pub enum DbError {
     NotFound,
     #[error("session_id is already used by another user")]
     SessionIdTaken,
+    /// The session is deactivated: it serves no credentials and takes no
+    /// writes until it is reactivated.
+    #[error("the session is deactivated")]
+    Inactive,
+    /// A conditional write (`If-Match`) named a version that is not the
+    /// session's current one.
+    #[error("the session is at version {current}, not the one the write was conditional on")]
+    VersionMismatch { current: i64 },
     /// A stored value failed to decrypt: tampered, moved, or corrupt. Logged
     /// (where, never what) by whoever detects it.
     #[error("integrity check failed for {table}.{column}")]

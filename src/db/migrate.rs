@@ -9,7 +9,7 @@ use super::error::DbError;
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// How many migrations the binary carries.
-pub const MIGRATIONS_COUNT: usize = 2;
+pub const MIGRATIONS_COUNT: usize = 3;
 
 /// Advisory lock key held while migrating, so replicas starting together take
 /// turns instead of racing ("vibee-mg").

@@ -29,6 +29,42 @@ pub const TABLE: &str = "user_sessions";
 const API_HASH: &str = "api_hash_encrypted";
 const PHONE: &str = "phone_encrypted";
 const SESSION_DATA: &str = "session_data_encrypted";
+/// How many sealed columns a row has: the encryptions one write may make.
+const SEALED_COLUMNS: u64 = 3;
+
+/// Which key names a session: its tenant (`user_id`) or its own id
+/// (`session_id`). Both are unique; the API keeps the two apart by route.
+#[derive(Debug, Clone, Copy)]
+pub enum By<'a> {
+    UserId(&'a str),
+    SessionId(&'a str),
+}
+
+impl By<'_> {
+    fn query(self) -> user_sessions::BoxedQuery<'static, diesel::pg::Pg> {
+        let all = user_sessions::table.into_boxed();
+        match self {
+            By::UserId(id) => all.filter(user_sessions::user_id.eq(id.to_owned())),
+            By::SessionId(id) => all.filter(user_sessions::session_id.eq(id.to_owned())),
+        }
+    }
+}
+
+/// The version a conditional write (`If-Match`) expects: `None` writes
+/// unconditionally; `Some(list)` only when the current version is in it.
+pub type Expected<'a> = Option<&'a [i64]>;
+
+fn check_writable(is_active: bool, version: i64, expected: Expected<'_>) -> Result<(), DbError> {
+    if !is_active {
+        return Err(DbError::Inactive);
+    }
+    match expected {
+        Some(list) if !list.contains(&version) => {
+            Err(DbError::VersionMismatch { current: version })
+        }
+        _ => Ok(()),
+    }
+}
 
 /// Everything about a session but its secrets.
 #[derive(Debug, Clone, Serialize, Queryable, Selectable, utoipa::ToSchema)]
@@ -44,7 +80,7 @@ pub struct SessionMeta {
     pub is_authorized: bool,
     pub digital_twin_enabled: bool,
     pub auto_reply_enabled: bool,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<super::validate::ChatRef>)]
     pub target_chats: Value,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub version: i64,
@@ -63,6 +99,8 @@ pub struct SessionMeta {
 #[diesel(table_name = user_sessions)]
 struct SealedRow {
     id: Uuid,
+    is_active: bool,
+    version: i64,
     api_hash_encrypted: Vec<u8>,
     phone_encrypted: Option<Vec<u8>>,
     session_data_encrypted: Option<Vec<u8>>,
@@ -280,6 +318,61 @@ fn open_row(ring: &KeyRing, row: &SealedRow) -> Result<Plain, DbError> {
     })
 }
 
+/// New plaintexts for a row's sealed columns: `None` keeps the stored value,
+/// `Some(None)` clears a nullable one.
+#[derive(Default)]
+struct Replacement {
+    api_hash: Option<Zeroizing<Vec<u8>>>,
+    phone: Option<Option<Zeroizing<Vec<u8>>>>,
+    session_data: Option<Option<Zeroizing<Vec<u8>>>>,
+}
+
+/// The row's plaintexts after `new` is applied. Only the values kept are
+/// decrypted: a write that replaces a value that fails its integrity check
+/// (or replaces every value) never needs to read it, so it is how such a row
+/// is repaired.
+async fn merge(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    row: &SealedRow,
+    new: Replacement,
+) -> Result<Plain, DbError> {
+    let opens = new.api_hash.is_none()
+        || (new.phone.is_none() && row.phone_encrypted.is_some())
+        || (new.session_data.is_none() && row.session_data_encrypted.is_some());
+    let ring = if opens {
+        Some(ring_for(conn, vault, row).await?)
+    } else {
+        None
+    };
+    let open = |column, stored: &[u8]| match &ring {
+        Some(ring) => open_field(ring, row.id, column, stored),
+        None => unreachable!("a kept value is opened only when a ring was loaded"),
+    };
+    Ok(Plain {
+        api_hash: match new.api_hash {
+            Some(v) => v,
+            None => open(API_HASH, &row.api_hash_encrypted)?,
+        },
+        phone: match new.phone {
+            Some(v) => v,
+            None => row
+                .phone_encrypted
+                .as_deref()
+                .map(|p| open(PHONE, p))
+                .transpose()?,
+        },
+        session_data: match new.session_data {
+            Some(v) => v,
+            None => row
+                .session_data_encrypted
+                .as_deref()
+                .map(|d| open(SESSION_DATA, d))
+                .transpose()?,
+        },
+    })
+}
+
 fn to_string(bytes: Zeroizing<Vec<u8>>, column: &'static str) -> Result<SecretString, DbError> {
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| DbError::Integrity {
         table: TABLE,
@@ -313,7 +406,7 @@ pub async fn upsert(
     input: &SessionInput,
 ) -> Result<Upserted, DbError> {
     input.validate()?;
-    let seal_ring = vault.reserve(conn, 3).await?;
+    let seal_ring = vault.reserve(conn, SEALED_COLUMNS).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
             // An insert that loses a race to a concurrent insert of the same
             // user_id finds nothing to return; the next pass updates that row.
@@ -326,6 +419,7 @@ pub async fn upsert(
                     .await
                     .optional()?;
                 if let Some((row, stored_session_id)) = existing {
+                    check_writable(row.is_active, row.version, None)?;
                     let meta = update_existing(conn, vault, &seal_ring, ctx, input, &row, &stored_session_id).await?;
                     return Ok(Upserted::Updated(meta));
                 }
@@ -402,19 +496,12 @@ async fn update_existing(
 ) -> Result<SessionMeta, DbError> {
     // Every ciphertext of a row is under the row's one data key, so fields
     // not being replaced are re-sealed under the primary too.
-    let open_ring = ring_for(conn, vault, row).await?;
-    let stored = open_row(&open_ring, row)?;
-    let plain = Plain {
-        api_hash: secret_bytes(&input.api_hash),
-        phone: match &input.phone {
-            Some(p) => Some(secret_bytes(p)),
-            None => stored.phone,
-        },
-        session_data: match &input.session_data {
-            Some(d) => Some(slice_bytes(d)),
-            None => stored.session_data,
-        },
+    let new = Replacement {
+        api_hash: Some(secret_bytes(&input.api_hash)),
+        phone: input.phone.as_ref().map(|p| Some(secret_bytes(p))),
+        session_data: input.session_data.as_ref().map(|d| Some(slice_bytes(d))),
     };
+    let plain = merge(conn, vault, row, new).await?;
     let sealed = seal_row(seal_ring, row.id, &plain);
     let optional = OptionalFields {
         session_id: input.session_id.as_deref(),
@@ -440,7 +527,6 @@ async fn update_existing(
             user_sessions::phone_encrypted.eq(&sealed.phone),
             user_sessions::session_data_encrypted.eq(&sealed.session_data),
             user_sessions::data_key_id.eq(sealed.data_key_id),
-            user_sessions::is_active.eq(true),
             user_sessions::version.eq(user_sessions::version + 1),
             user_sessions::updated_at.eq(diesel::dsl::now),
         ))
@@ -474,24 +560,28 @@ pub async fn get_credentials(
     ctx: &AuditContext,
     user_id: &str,
 ) -> Result<Session, DbError> {
-    let session = read_credentials(conn, vault, user_id).await?;
+    let session = read_credentials(conn, vault, By::UserId(user_id)).await?;
     activity::record(conn, ctx, credentials_read_event(&session.meta)).await?;
     Ok(session)
 }
 
 /// One session with its decrypted credentials, NOT audited: the caller must
 /// record `credentials_read_event` before handing them out (the API does it
-/// through the audit queue).
+/// through the audit queue). A deactivated session is `DbError::Inactive`,
+/// and nothing of it is decrypted.
 pub async fn read_credentials(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
-    user_id: &str,
+    by: By<'_>,
 ) -> Result<Session, DbError> {
-    let (meta, row) = user_sessions::table
-        .filter(user_sessions::user_id.eq(user_id))
+    let (meta, row) = by
+        .query()
         .select((SessionMeta::as_select(), SealedRow::as_select()))
         .first::<(SessionMeta, SealedRow)>(conn)
         .await?;
+    if !meta.is_active {
+        return Err(DbError::Inactive);
+    }
     let ring = ring_for(conn, vault, &row).await?;
     let credentials = credentials(open_row(&ring, &row)?)?;
     Ok(Session { meta, credentials })
@@ -509,8 +599,17 @@ pub fn credentials_read_event(meta: &SessionMeta) -> Event<'_> {
 
 /// Metadata of one session; no secret, not audited.
 pub async fn get_meta(conn: &mut AsyncPgConnection, user_id: &str) -> Result<SessionMeta, DbError> {
-    Ok(user_sessions::table
-        .filter(user_sessions::user_id.eq(user_id))
+    meta(conn, By::UserId(user_id)).await
+}
+
+/// Metadata of one session, by either key; no secret, not audited.
+pub async fn meta(conn: &mut AsyncPgConnection, by: By<'_>) -> Result<SessionMeta, DbError> {
+    meta_in(conn, by).await
+}
+
+async fn meta_in(conn: &mut AsyncPgConnection, by: By<'_>) -> Result<SessionMeta, DbError> {
+    Ok(by
+        .query()
         .select(SessionMeta::as_select())
         .first(conn)
         .await?)
@@ -524,6 +623,8 @@ pub struct ListQuery {
     pub after: Option<String>,
     pub include_inactive: bool,
     pub is_authorized: Option<bool>,
+    /// Only the session of this tenant (a page of at most one).
+    pub user_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -551,6 +652,9 @@ pub async fn list(conn: &mut AsyncPgConnection, q: &ListQuery) -> Result<Page, D
     }
     if let Some(after) = &q.after {
         query = query.filter(user_sessions::user_id.gt(after));
+    }
+    if let Some(user_id) = &q.user_id {
+        query = query.filter(user_sessions::user_id.eq(user_id));
     }
     let mut sessions: Vec<SessionMeta> = query.load(conn).await?;
     let next_cursor = if sessions.len() as i64 > limit {
@@ -638,16 +742,47 @@ pub async fn purge(
     .await
 }
 
-/// Changes non-secret fields of a session.
+/// The row a write is about, locked, after the checks every write makes:
+/// it exists, it is active, and it is at the version the write expects.
+async fn lock_writable(
+    conn: &mut AsyncPgConnection,
+    by: By<'_>,
+    expected: Expected<'_>,
+) -> Result<SealedRow, DbError> {
+    // Not boxed: diesel cannot lock a boxed query.
+    let locked = user_sessions::table
+        .select(SealedRow::as_select())
+        .for_update();
+    let row: SealedRow = match by {
+        By::UserId(id) => {
+            locked
+                .filter(user_sessions::user_id.eq(id))
+                .first(conn)
+                .await?
+        }
+        By::SessionId(id) => {
+            locked
+                .filter(user_sessions::session_id.eq(id))
+                .first(conn)
+                .await?
+        }
+    };
+    check_writable(row.is_active, row.version, expected)?;
+    Ok(row)
+}
+
+/// Changes non-secret fields of an active session.
 pub async fn update_metadata(
     conn: &mut AsyncPgConnection,
     ctx: &AuditContext,
-    user_id: &str,
+    by: By<'_>,
     patch: &SessionPatch,
+    expected: Expected<'_>,
 ) -> Result<SessionMeta, DbError> {
     patch.validate()?;
     conn.transaction::<_, DbError, _>(async |conn| {
-        let meta = diesel::update(user_sessions::table.filter(user_sessions::user_id.eq(user_id)))
+        let row = lock_writable(conn, by, expected).await?;
+        let meta = diesel::update(user_sessions::table.find(row.id))
             .set((
                 patch.clone(),
                 user_sessions::version.eq(user_sessions::version + 1),
@@ -691,6 +826,8 @@ pub async fn get_session_data(
 pub struct SessionDataRead {
     pub session_id: String,
     pub user_id: String,
+    /// The session's version when the blob was read (its `ETag`).
+    pub version: i64,
     pub data: SecretSlice<u8>,
 }
 
@@ -708,6 +845,7 @@ impl SessionDataRead {
 
 /// The MTProto session blob of a session (`None` when none is stored), NOT
 /// audited: the caller records `SessionDataRead::event` before handing it out.
+/// A deactivated session is `DbError::Inactive`.
 pub async fn read_session_data(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
@@ -718,6 +856,9 @@ pub async fn read_session_data(
         .select((user_sessions::user_id, SealedRow::as_select()))
         .first::<(String, SealedRow)>(conn)
         .await?;
+    if !row.is_active {
+        return Err(DbError::Inactive);
+    }
     let Some(stored) = row.session_data_encrypted.as_deref() else {
         return Ok(None);
     };
@@ -726,41 +867,125 @@ pub async fn read_session_data(
     Ok(Some(SessionDataRead {
         session_id: session_id.to_owned(),
         user_id,
+        version: row.version,
         data: SecretSlice::from(data.to_vec()),
     }))
 }
 
-/// Replaces the MTProto session blob of a session.
+/// Replaces the MTProto session blob of an active session. The old blob is
+/// never decrypted (a blob that fails its integrity check can be replaced);
+/// the other sealed values are, to move the row to the primary key.
 pub async fn put_session_data(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
     ctx: &AuditContext,
     session_id: &str,
-    data: &SecretSlice<u8>,
+    data: Zeroizing<Vec<u8>>,
+    expected: Expected<'_>,
 ) -> Result<SessionMeta, DbError> {
-    validate::session_data(data.expose_secret())?;
-    let seal_ring = vault.reserve(conn, 3).await?;
+    validate::session_data(&data)?;
+    let bytes = data.len();
+    let seal_ring = vault.reserve(conn, SEALED_COLUMNS).await?;
+    let mut data = Some(data);
     conn.transaction::<_, DbError, _>(async |conn| {
-            let row = user_sessions::table
-                .filter(user_sessions::session_id.eq(session_id))
-                .select(SealedRow::as_select())
-                .for_update()
-                .first(conn)
-                .await?;
-            let open_ring = ring_for(conn, vault, &row).await?;
-            let mut plain = open_row(&open_ring, &row)?;
-            plain.session_data = Some(slice_bytes(data));
-            let sealed = seal_row(&seal_ring, row.id, &plain);
-            let meta = write_sealed(conn, row.id, &sealed).await?;
-            activity::record(conn, ctx, Event {
+        let row = lock_writable(conn, By::SessionId(session_id), expected).await?;
+        let new = Replacement {
+            session_data: Some(data.take()),
+            ..Default::default()
+        };
+        let plain = merge(conn, vault, &row, new).await?;
+        let sealed = seal_row(&seal_ring, row.id, &plain);
+        let meta = write_sealed(conn, row.id, &sealed).await?;
+        activity::record(
+            conn,
+            ctx,
+            Event {
                 kind: ActivityType::SessionDataWritten,
                 session_id: Some(session_id),
                 user_id: Some(&meta.user_id),
-                details: json!({ "bytes": data.expose_secret().len(), "data_key_id": meta.data_key_id }),
-            })
+                details: json!({ "bytes": bytes, "data_key_id": meta.data_key_id }),
+            },
+        )
+        .await?;
+        Ok(meta)
+    })
+    .await
+}
+
+/// Clears the MTProto session blob of an active session (a bridge logged
+/// out: its auth key is dead). Nothing is decrypted. Idempotent; audited
+/// every time, with whether a blob was there.
+pub async fn delete_session_data(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+    expected: Expected<'_>,
+) -> Result<SessionMeta, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let row = lock_writable(conn, By::SessionId(session_id), expected).await?;
+        let meta = diesel::update(user_sessions::table.find(row.id))
+            .set((
+                user_sessions::session_data_encrypted.eq(None::<Vec<u8>>),
+                user_sessions::version.eq(user_sessions::version + 1),
+                user_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(SessionMeta::as_returning())
+            .get_result(conn)
             .await?;
-            Ok(meta)
-        })
+        activity::record(
+            conn,
+            ctx,
+            Event {
+                kind: ActivityType::SessionDataDeleted,
+                session_id: Some(session_id),
+                user_id: Some(&meta.user_id),
+                details: json!({ "had_data": row.session_data_encrypted.is_some() }),
+            },
+        )
+        .await?;
+        Ok(meta)
+    })
+    .await
+}
+
+/// Makes a deactivated session active again: the one way back from
+/// `deactivate`, audited. Idempotent: the flag says whether it changed.
+pub async fn reactivate(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+) -> Result<(SessionMeta, bool), DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let changed = diesel::update(
+            user_sessions::table
+                .filter(user_sessions::session_id.eq(session_id))
+                .filter(user_sessions::is_active.eq(false)),
+        )
+        .set((
+            user_sessions::is_active.eq(true),
+            user_sessions::version.eq(user_sessions::version + 1),
+            user_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(SessionMeta::as_returning())
+        .get_result::<SessionMeta>(conn)
+        .await
+        .optional()?;
+        let Some(meta) = changed else {
+            return Ok((meta_in(conn, By::SessionId(session_id)).await?, false));
+        };
+        activity::record(
+            conn,
+            ctx,
+            Event {
+                kind: ActivityType::SessionReactivated,
+                session_id: Some(session_id),
+                user_id: Some(&meta.user_id),
+                details: json!({}),
+            },
+        )
+        .await?;
+        Ok((meta, true))
+    })
     .await
 }
 

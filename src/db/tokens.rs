@@ -130,7 +130,10 @@ pub async fn create(
             api_tokens::token_hash.eq(hash(token.expose_secret())),
             api_tokens::scopes.eq(scope_names),
         ))
+        // Names are unique among live tokens (a partial index): a revoked
+        // token's name can be given again.
         .on_conflict(api_tokens::name)
+        .filter_target(api_tokens::revoked_at.is_null())
         .do_nothing()
         .execute(conn)
         .await?;

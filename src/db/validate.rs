@@ -22,8 +22,13 @@ impl Invalid {
 
 pub const MAX_IDENTIFIER_LEN: usize = 128;
 pub const MAX_USERNAME_LEN: usize = 256;
-/// MTProto session blobs are a few hundred bytes to a few KiB.
-pub const MAX_SESSION_DATA_LEN: usize = 64 * 1024;
+/// The largest session blob. MTProto auth keys are a few hundred bytes, but
+/// bridges store whole session files: a Telethon SQLite session of a real
+/// account with ~800 cached entities is ~69 KiB, Pyrogram's and gotd's more
+/// or less as large. 1 MiB leaves room for ten times that, and a body of
+/// that size goes to the sealer in one buffer (no copy per step), so the cap
+/// costs little memory per request.
+pub const MAX_SESSION_DATA_LEN: usize = 1024 * 1024;
 pub const MAX_TARGET_CHATS: usize = 1000;
 
 /// `user_id` and `session_id`: they appear in URL paths and logs, so they are
@@ -100,6 +105,30 @@ pub fn phone(value: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// What `session_data` in JSON may be, for the error message.
+pub const SESSION_DATA_BASE64: &str = "must be base64: the standard (+/) or the URL-safe (-_) alphabet, with or without = padding (Telethon's and Pyrogram's session strings are both accepted)";
+
+/// Decodes a base64 `session_data`: standard or URL-safe alphabet, padded or
+/// not (Pyrogram's session strings are URL-safe and unpadded; Telethon's
+/// string sessions carry a version character first and are the caller's to
+/// strip). Whitespace around it is ignored; one alphabet per value.
+pub fn decode_session_data(encoded: &str) -> Result<Vec<u8>, Invalid> {
+    use base64::Engine;
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let encoded = encoded.trim();
+    let alphabet = if encoded.contains(['-', '_']) {
+        &URL_SAFE
+    } else {
+        &STANDARD
+    };
+    GeneralPurpose::new(alphabet, config)
+        .decode(encoded)
+        .map_err(|_| Invalid::new("session_data", SESSION_DATA_BASE64))
+}
+
 pub fn session_data(value: &[u8]) -> Result<(), Invalid> {
     if value.is_empty() {
         return Err(Invalid::new(
@@ -114,6 +143,17 @@ pub fn session_data(value: &[u8]) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// One item of `target_chats`, as the API documents it: a chat id or a name.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ChatRef {
+    /// A chat id (Telegram's, may be negative).
+    Id(i64),
+    /// A chat name, e.g. `@channel`: 1-256 characters, no control characters.
+    Name(String),
 }
 
 /// An array of chat ids (integers) or usernames (strings).
@@ -196,5 +236,17 @@ mod tests {
         assert!(session_data(&[]).is_err());
         assert!(session_data(&vec![0; MAX_SESSION_DATA_LEN + 1]).is_err());
         assert!(session_data(&[1, 2, 3]).is_ok());
+    }
+
+    #[test]
+    fn session_data_in_every_base64_form() {
+        let bytes: Vec<u8> = vec![0xfb, 0xff, 0xbf, 0x01];
+        for encoded in ["+/+/AQ==", "+/+/AQ", "-_-_AQ==", "-_-_AQ", " +/+/AQ==\n"] {
+            assert_eq!(decode_session_data(encoded).unwrap(), bytes, "{encoded:?}");
+        }
+        for bad in ["+/-_AQ", "not base64!", "A"] {
+            let e = decode_session_data(bad).unwrap_err();
+            assert_eq!(e.reason, SESSION_DATA_BASE64, "{bad:?}");
+        }
     }
 }
