@@ -15,6 +15,7 @@ pub fn disable_core_dumps() -> std::io::Result<()> {
     if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &zero) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -51,6 +52,7 @@ mod tests {
         // SAFETY: getrlimit writes into the struct we own; prctl reads a flag.
         assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_CORE, &mut limit) }, 0);
         assert_eq!((limit.rlim_cur, limit.rlim_max), (0, 0));
+        // SAFETY: PR_GET_DUMPABLE takes integer arguments only.
         assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
     }
 }

@@ -11,5 +11,6 @@ pub mod config;
 pub mod crypto;
 mod crypto_provider;
 pub mod db;
+pub mod domain;
 pub mod hardening;
 pub mod rotation;

@@ -600,7 +600,7 @@ async fn scope_matrix() {
         ("POST", &reactivate_path, None, "sessions:write"),
     ];
     // Every authenticated operation of the OpenAPI document is in the matrix,
-    // with the scope the document names (issue 7: the matrix must cover
+    // with the scope the document names (the matrix must cover
     // every route, and the document must not lie about scopes).
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string("docs/openapi.json").unwrap()).unwrap();
@@ -660,7 +660,7 @@ async fn scope_matrix() {
     );
 }
 
-/// Issue 7: a core dump of `serve` would hold the master key and the data
+/// A core dump of `serve` would hold the master key and the data
 /// keys. The running server has a core size limit of 0, soft and hard.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread")]

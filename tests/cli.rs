@@ -220,7 +220,7 @@ fn a_key_file_readable_by_others_is_refused_with_the_fix() {
     assert!(stderr.contains("chmod 600"), "{stderr}");
 }
 
-/// Issue 7: a key file in a directory others may write could be swapped for
+/// A key file in a directory others may write could be swapped for
 /// theirs; such a directory is refused (a sticky one, like /tmp, is not).
 #[test]
 fn a_key_file_in_a_directory_writable_by_others_is_refused() {

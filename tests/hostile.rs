@@ -1,4 +1,4 @@
-//! Hostile input (issue 7): hundreds of malformed and hostile requests, sent
+//! Hostile input: hundreds of malformed and hostile requests, sent
 //! byte for byte over raw TCP to a real `serve`. Each must be answered with a
 //! 4xx and our JSON error body `{"error", "code"}` — never a 5xx, never a
 //! hang — and the server must still be healthy afterwards.

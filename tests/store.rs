@@ -834,7 +834,7 @@ async fn migrations_rerun_as_a_no_op_and_race_safely() {
     }
     assert_eq!(
         applied,
-        vibee_sessions::db::migrate::MIGRATIONS_COUNT,
+        vibee_sessions::db::migrate::migrations_count(),
         "each migration applied once"
     );
     assert!(migrate::run_pending(&db.target()).await.unwrap().is_empty());

@@ -3,15 +3,16 @@
 //! session's is still there, so neither route needs the row to exist.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::db::activity::{self, Activity, TrailOf};
+use crate::db::activity::{Activity, TrailOf};
+use crate::domain::{SessionId, UserId};
 
 use super::auth::{Auth, List};
 use super::error::{AppError, AppResult};
-use super::extract::{QueryParams, path_id};
+use super::extract::{PathId, QueryParams};
 use super::{App, ErrorBody};
 
 #[derive(Deserialize, IntoParams)]
@@ -41,10 +42,8 @@ async fn trail(
             "limit must be between 1 and 1000",
         ));
     }
-    // Read-your-writes: this process's queued audit events are in first.
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    let activity = activity::list_trail(&mut conn, of, params.before, limit).await?;
+    // Read-your-writes: the store flushes this process's queued events first.
+    let activity = app.store.activity(of, params.before, limit).await?;
     let next_cursor = (activity.len() as i64 == limit)
         .then(|| activity.last().map(|a| a.id))
         .flatten();
@@ -69,12 +68,11 @@ async fn trail(
 )]
 pub async fn of_session(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     _auth: Auth<List>,
+    PathId(session_id): PathId<SessionId>,
     QueryParams(params): QueryParams<ActivityParams>,
 ) -> AppResult<Json<ActivityPage>> {
-    path_id("session_id", &session_id)?;
-    trail(&app, TrailOf::Session(&session_id), params).await
+    trail(&app, TrailOf::Session(session_id.as_str()), params).await
 }
 
 #[utoipa::path(
@@ -92,10 +90,9 @@ pub async fn of_session(
 )]
 pub async fn of_user(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     _auth: Auth<List>,
+    PathId(user_id): PathId<UserId>,
     QueryParams(params): QueryParams<ActivityParams>,
 ) -> AppResult<Json<ActivityPage>> {
-    path_id("user_id", &user_id)?;
-    trail(&app, TrailOf::User(&user_id), params).await
+    trail(&app, TrailOf::User(user_id.as_str()), params).await
 }

@@ -1,7 +1,7 @@
 //! `/api/v1/sessions/{session_id}/data`: the MTProto session blob as raw
 //! bytes, so a bridge keeps its auth key here instead of in a plaintext file.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
@@ -9,10 +9,11 @@ use utoipa::ToSchema;
 use zeroize::Zeroizing;
 
 use crate::db::sessions;
+use crate::domain::SessionId;
 
 use super::auth::{Auth, Read, Write};
 use super::error::{AppError, AppResult};
-use super::extract::{IfMatch, OctetStream, etag, path_id};
+use super::extract::{IfMatch, OctetStream, PathId, etag};
 use super::session::{session_not_found, with_etag};
 use super::{App, ErrorBody};
 
@@ -38,35 +39,30 @@ pub struct Blob(#[allow(dead_code)] Vec<u8>);
 )]
 pub async fn get(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Read>,
+    PathId(session_id): PathId<SessionId>,
 ) -> AppResult<Response> {
-    path_id("session_id", &session_id)?;
-    let read = {
-        let mut conn = app.conn().await?;
-        sessions::read_session_data(&mut conn, &app.vault, &session_id).await
-    };
-    let read = match read {
+    // Audited: the read is queued before the response is sent.
+    let read = match app.store.session_data(&auth.audit, &session_id).await {
         Ok(r) => r,
         Err(e) => return Err(session_not_found(&app, &session_id, e).await),
     };
-    let read = read.ok_or_else(|| {
+    let (data, version) = read.ok_or_else(|| {
         AppError::new(
             StatusCode::NOT_FOUND,
             "no_session_data",
             "this session has no session data stored",
         )
     })?;
-    app.audit.record(&auth.audit, read.event()).await?;
     Ok((
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             ),
-            (header::ETAG, etag(read.version)),
+            (header::ETAG, etag(version)),
         ],
-        read.data.expose_secret().to_vec(),
+        data.expose_secret().to_vec(),
     )
         .into_response())
 }
@@ -95,27 +91,17 @@ pub async fn get(
 )]
 pub async fn put(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Write>,
+    PathId(session_id): PathId<SessionId>,
     if_match: IfMatch,
     OctetStream(body): OctetStream,
 ) -> AppResult<Response> {
-    path_id("session_id", &session_id)?;
     // The request's one buffer, taken over (no copy) and zeroized after sealing.
     let data = Zeroizing::new(Vec::from(body));
-    app.audit.flush().await?;
-    let written = {
-        let mut conn = app.conn().await?;
-        sessions::put_session_data(
-            &mut conn,
-            &app.vault,
-            &auth.audit,
-            &session_id,
-            data,
-            if_match.versions(),
-        )
-        .await
-    };
+    let written = app
+        .store
+        .put_session_data(&auth.audit, &session_id, data, if_match.versions())
+        .await;
     match written {
         Ok(meta) => Ok(with_etag(StatusCode::OK, meta.version, meta)),
         Err(e) => Err(session_not_found(&app, &session_id, e).await),
@@ -143,17 +129,14 @@ pub async fn put(
 )]
 pub async fn delete(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Write>,
+    PathId(session_id): PathId<SessionId>,
     if_match: IfMatch,
 ) -> AppResult<Response> {
-    path_id("session_id", &session_id)?;
-    app.audit.flush().await?;
-    let cleared = {
-        let mut conn = app.conn().await?;
-        sessions::delete_session_data(&mut conn, &auth.audit, &session_id, if_match.versions())
-            .await
-    };
+    let cleared = app
+        .store
+        .delete_session_data(&auth.audit, &session_id, if_match.versions())
+        .await;
     match cleared {
         Ok(meta) => Ok(with_etag(StatusCode::OK, meta.version, meta)),
         Err(e) => Err(session_not_found(&app, &session_id, e).await),

@@ -187,7 +187,11 @@ impl From<DbError> for AppError {
                 tracing::error!("database schema missing: run `vibee-sessions migrate`");
                 AppError::unavailable()
             }
-            other @ (DbError::Key(_) | DbError::Query(_)) => {
+            DbError::Conflict(reason) => AppError::new(StatusCode::CONFLICT, "conflict", reason),
+            other @ (DbError::Key(_)
+            | DbError::Query(_)
+            | DbError::Migration(_)
+            | DbError::Internal(_)) => {
                 tracing::error!(error = %other, "request failed");
                 AppError::internal()
             }

@@ -216,11 +216,30 @@ where
     }
 }
 
-/// A path segment naming a session, checked against the identifier rules so
-/// that `../`, NUL and friends never reach a query.
-pub fn path_id(field: &'static str, value: &str) -> Result<(), AppError> {
-    crate::db::validate::identifier(field, value)
-        .map_err(|i| AppError::invalid_field(i.field, i.to_string()))
+/// A path segment parsed into its domain type (`PathId<UserId>`,
+/// `PathId<SessionId>`): the handler's signature says which key `{id}` is.
+/// A value that breaks the rules is a 422 naming the field. Put it after
+/// `Auth` in a handler's arguments: 401 and 403 are answered before 422.
+pub struct PathId<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathId<T>
+where
+    S: Send + Sync,
+    T: std::str::FromStr<Err = crate::db::validate::Invalid>,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::response::IntoResponse;
+        // axum's own answer for a segment that is not UTF-8, as before.
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        raw.parse()
+            .map(PathId)
+            .map_err(|i| AppError::from(i).into_response())
+    }
 }
 
 /// `If-Match` (RFC 9110 13.1.1): `None` when absent or `*` (the write then

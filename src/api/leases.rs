@@ -17,8 +17,15 @@ use crate::db::sessions::{Page, SessionMeta};
 
 use super::auth::{Admin, Auth, Read};
 use super::error::{AppError, AppResult};
-use super::extract::{JsonBody, QueryParams, path_id};
+use super::extract::{JsonBody, QueryParams};
 use super::{App, ErrorBody};
+
+/// A path or body identifier held to the identifier rules (the error names
+/// the field, never the value). Local since the extractor moved to `PathId`.
+fn path_id(field: &'static str, value: &str) -> AppResult<()> {
+    crate::db::validate::identifier(field, value)
+        .map_err(|i| AppError::invalid_field(i.field, i.to_string()))
+}
 
 /// Routes whose bodies may be larger than the default limit: a batched
 /// renewal of 10,000 leases is about half a megabyte.

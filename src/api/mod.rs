@@ -39,15 +39,14 @@ pub use error::{AppError, AppResult, ErrorBody};
 
 use crate::db::activity::AuditQueue;
 use crate::db::tokens::TokenCache;
-use crate::db::{Pool, PooledConnection, Vault};
+use crate::db::{Pool, PooledConnection, Store, Vault};
 
 /// Everything a handler needs, shared by all requests.
 pub struct AppState {
-    pub pool: Pool,
-    pub vault: Arc<Vault>,
+    /// Sessions, keys and the audit queue: every audited read and every
+    /// write goes through it (see `db::Store`).
+    pub store: Store,
     pub metrics: PrometheusHandle,
-    /// Audit events of reads, written in batches (see `db::activity::AuditQueue`).
-    pub audit: AuditQueue,
     /// Verified tokens, kept briefly and emptied on every revocation.
     pub token_cache: Arc<TokenCache>,
     openapi_json: String,
@@ -64,9 +63,7 @@ impl AppState {
         token_cache: Arc<TokenCache>,
     ) -> App {
         Arc::new(Self {
-            pool,
-            vault,
-            audit,
+            store: Store::new(pool, vault, audit),
             token_cache,
             metrics: metrics_handle(),
             openapi_json: openapi_json(),
@@ -75,11 +72,7 @@ impl AppState {
     }
 
     pub async fn conn(&self) -> AppResult<PooledConnection> {
-        Ok(self.conn_db().await?)
-    }
-
-    pub async fn conn_db(&self) -> Result<PooledConnection, crate::db::DbError> {
-        self.pool.get().await.map_err(crate::db::DbError::from)
+        Ok(self.store.conn().await?)
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::db::keys::{self, KeyStatus};
-use crate::db::stats::{self, Stats};
+use crate::db::stats::Stats;
 
 use super::auth::{Admin, Auth, List};
 use super::error::AppResult;
@@ -40,7 +40,7 @@ pub async fn readyz(State(app): State<App>) -> AppResult<Json<Health>> {
         .await
         .map_err(crate::db::DbError::from)?;
     // The ring is loaded before the server starts; a primary is always present.
-    let _ = app.vault.ring().primary_id();
+    let _ = app.store.vault().ring().primary_id();
     Ok(Json(Health { status: "ready" }))
 }
 
@@ -49,7 +49,7 @@ pub async fn readyz(State(app): State<App>) -> AppResult<Json<Health>> {
     responses((status = 200, description = "Prometheus metrics", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
     record_key_gauges(&app).await;
-    let status = app.pool.status();
+    let status = app.store.pool_status();
     metrics::gauge!("vibee_db_pool_connections").set(status.size as f64);
     metrics::gauge!("vibee_db_pool_available").set(status.available as f64);
     metrics::gauge!("vibee_db_pool_waiting").set(status.waiting as f64);
@@ -68,16 +68,15 @@ pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
         (status = 200, description = "Active, authorized and inactive sessions; last activity; sessions per data key", body = Stats),
     ))]
 pub async fn stats(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<Stats>> {
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    Ok(Json(stats::stats(&mut conn).await?))
+    Ok(Json(app.store.stats().await?))
 }
 
 /// Encryptions per data key (the nonce budget) and this process's primary.
 /// A database error here must not fail the scrape: the figures are skipped.
 async fn record_key_gauges(app: &App) {
-    metrics::gauge!("vibee_primary_data_key_id").set(f64::from(app.vault.ring().primary_id().0));
-    let Ok(mut conn) = app.pool.get().await else {
+    metrics::gauge!("vibee_primary_data_key_id")
+        .set(f64::from(app.store.vault().ring().primary_id().0));
+    let Ok(mut conn) = app.store.conn().await else {
         return;
     };
     if let Ok(keys) = keys::key_status(&mut conn).await {
@@ -108,7 +107,7 @@ pub async fn keys(State(app): State<App>, _auth: Auth<Admin>) -> AppResult<Json<
     let mut conn = app.conn().await?;
     let keys = keys::key_status(&mut conn).await?;
     Ok(Json(KeysView {
-        kek_id: app.vault.master().current().kek_id().to_string(),
+        kek_id: app.store.vault().master().current().kek_id().to_string(),
         keys,
     }))
 }

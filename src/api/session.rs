@@ -3,7 +3,7 @@
 //! reactivate). The tenant-keyed lookups are in `users.rs`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -15,13 +15,14 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::DbError;
-use crate::db::sessions::{self, By, SessionMeta, SessionPatch};
+use crate::db::sessions::{Session, SessionMeta, SessionPatch};
 use crate::db::validate::ChatRef;
+use crate::domain::SessionId;
 
 use super::App;
 use super::auth::{Auth, Read, Write};
 use super::error::{AppError, AppResult};
-use super::extract::{IfMatch, JsonBody, QueryParams, etag, path_id};
+use super::extract::{IfMatch, JsonBody, PathId, QueryParams, etag};
 
 /// A secret shown in a response body: the only place one is serialized.
 struct Revealed(SecretString);
@@ -51,22 +52,9 @@ pub(super) fn with_etag(status: StatusCode, version: i64, body: impl Serialize) 
     (status, [(header::ETAG, etag(version))], Json(body)).into_response()
 }
 
-/// The credentials of the session `by` names, the read audited before the
-/// answer leaves.
-pub(super) async fn credentials(
-    app: &App,
-    auth: &Auth<Read>,
-    by: By<'_>,
-) -> Result<Response, DbError> {
-    let found = {
-        let mut conn = app.conn_db().await?;
-        sessions::read_credentials(&mut conn, &app.vault, by).await?
-    };
-    // Queued before the response is sent; the connection is back in the pool
-    // by now, so a full queue makes readers wait without starving the writer.
-    app.audit
-        .record(&auth.audit, sessions::credentials_read_event(&found.meta))
-        .await?;
+/// A session and its credentials as an answer (the read already audited by
+/// the store).
+pub(super) fn credentials(found: Session) -> Response {
     let creds = found.credentials;
     let version = found.meta.version;
     let body = SessionWithCredentials {
@@ -77,21 +65,22 @@ pub(super) async fn credentials(
             .session_data
             .map(|d| Revealed(SecretString::from(BASE64.encode(d.expose_secret())))),
     };
-    Ok(with_etag(StatusCode::OK, version, body))
+    with_etag(StatusCode::OK, version, body)
 }
 
 /// The 404 of a `/sessions/{session_id}` route. When the segment is no
 /// session_id but some session's user_id, it says so: before the routes were
 /// keyed by session_id, GET and PATCH took a user_id here.
-pub(super) async fn session_not_found(app: &App, segment: &str, e: DbError) -> AppError {
+pub(super) async fn session_not_found(app: &App, segment: &SessionId, e: DbError) -> AppError {
     if !matches!(e, DbError::NotFound) {
         return e.into();
     }
-    let is_user_id = match app.conn_db().await {
-        Ok(mut conn) => sessions::meta(&mut conn, By::UserId(segment)).await.is_ok(),
-        Err(_) => false,
-    };
-    if is_user_id {
+    if app
+        .store
+        .is_user_id(segment.as_str())
+        .await
+        .unwrap_or(false)
+    {
         AppError::not_found(
             "no session has this session_id; it is a user_id: /api/v1/sessions/{session_id} \
              takes a session_id (look a tenant up with GET /api/v1/users/{user_id}, \
@@ -119,12 +108,16 @@ pub(super) async fn session_not_found(app: &App, segment: &str, e: DbError) -> A
 )]
 pub async fn get(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Read>,
+    PathId(session_id): PathId<SessionId>,
 ) -> AppResult<Response> {
-    path_id("session_id", &session_id)?;
-    match credentials(&app, &auth, By::SessionId(&session_id)).await {
-        Ok(r) => Ok(r),
+    // Audited: the read is queued before the response is sent.
+    match app
+        .store
+        .session_credentials(&auth.audit, &session_id)
+        .await
+    {
+        Ok(found) => Ok(credentials(found)),
         Err(e) => Err(session_not_found(&app, &session_id, e).await),
     }
 }
@@ -192,25 +185,16 @@ impl PatchSession {
 )]
 pub async fn patch(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Write>,
+    PathId(session_id): PathId<SessionId>,
     if_match: IfMatch,
     JsonBody(body): JsonBody<PatchSession>,
 ) -> AppResult<Response> {
-    path_id("session_id", &session_id)?;
     let patch = body.into_patch();
-    app.audit.flush().await?;
-    let updated = {
-        let mut conn = app.conn().await?;
-        sessions::update_metadata(
-            &mut conn,
-            &auth.audit,
-            By::SessionId(&session_id),
-            &patch,
-            if_match.versions(),
-        )
-        .await
-    };
+    let updated = app
+        .store
+        .update_metadata(&auth.audit, &session_id, &patch, if_match.versions())
+        .await;
     match updated {
         Ok(meta) => Ok(with_etag(StatusCode::OK, meta.version, meta)),
         Err(e) => Err(session_not_found(&app, &session_id, e).await),
@@ -239,21 +223,17 @@ pub struct DeleteParams {
 )]
 pub async fn delete(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Write>,
+    PathId(session_id): PathId<SessionId>,
     QueryParams(params): QueryParams<DeleteParams>,
 ) -> AppResult<StatusCode> {
-    path_id("session_id", &session_id)?;
-    app.audit.flush().await?;
-    let done = {
-        let mut conn = app.conn().await?;
-        if params.purge.unwrap_or(false) {
-            sessions::purge(&mut conn, &auth.audit, &session_id).await
-        } else {
-            sessions::deactivate(&mut conn, &auth.audit, &session_id)
-                .await
-                .map(|_| ())
-        }
+    let done = if params.purge.unwrap_or(false) {
+        app.store.purge(&auth.audit, &session_id).await
+    } else {
+        app.store
+            .deactivate(&auth.audit, &session_id)
+            .await
+            .map(|_| ())
     };
     match done {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
@@ -277,17 +257,11 @@ pub async fn delete(
 )]
 pub async fn reactivate(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Write>,
+    PathId(session_id): PathId<SessionId>,
 ) -> AppResult<Response> {
-    path_id("session_id", &session_id)?;
-    app.audit.flush().await?;
-    let done = {
-        let mut conn = app.conn().await?;
-        sessions::reactivate(&mut conn, &auth.audit, &session_id).await
-    };
-    match done {
-        Ok((meta, _)) => Ok(with_etag(StatusCode::OK, meta.version, meta)),
+    match app.store.reactivate(&auth.audit, &session_id).await {
+        Ok(meta) => Ok(with_etag(StatusCode::OK, meta.version, meta)),
         Err(e) => Err(session_not_found(&app, &session_id, e).await),
     }
 }

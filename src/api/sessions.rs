@@ -11,11 +11,12 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::sessions::{self, ListQuery, SessionInput, SessionMeta, Upserted};
-use crate::db::validate::{self, ChatRef};
+use crate::db::validate::ChatRef;
+use crate::domain::{UserId, decode_session_data};
 
 use super::auth::{Auth, List, Write};
 use super::error::{AppError, AppResult};
-use super::extract::{JsonBody, QueryParams, path_id};
+use super::extract::{JsonBody, QueryParams};
 use super::{App, ErrorBody};
 
 /// A session to create or update, keyed by `user_id`.
@@ -60,7 +61,12 @@ pub struct CreateSession {
 
 fn decode_blob(encoded: &SecretString) -> AppResult<SecretSlice<u8>> {
     use secrecy::ExposeSecret;
-    Ok(validate::decode_session_data(encoded.expose_secret()).map(SecretSlice::from)?)
+    decode_session_data(encoded.expose_secret()).map_err(|_| {
+        AppError::invalid_field(
+            "session_data",
+            format!("session_data {}", crate::domain::SESSION_DATA_BASE64),
+        )
+    })
 }
 
 impl CreateSession {
@@ -110,9 +116,7 @@ pub async fn upsert(
     JsonBody(body): JsonBody<CreateSession>,
 ) -> AppResult<Response> {
     let input = body.into_input()?;
-    app.audit.flush().await?;
-    let mut conn = app.conn().await?;
-    let outcome = sessions::upsert(&mut conn, &app.vault, &auth.audit, &input).await?;
+    let outcome = app.store.upsert(&auth.audit, &input).await?;
     let (status, meta) = match outcome {
         Upserted::Created(m) => (StatusCode::CREATED, m),
         Upserted::Updated(m) => (StatusCode::OK, m),
@@ -170,27 +174,27 @@ pub async fn list(
     // The cursor is a user_id: held to the same rules before it reaches a
     // query (a NUL byte in it was a 500: PostgreSQL refuses NUL in text).
     if let Some(cursor) = &params.cursor {
-        path_id("user_id", cursor).map_err(|_| {
+        UserId::parse(cursor.as_str()).map_err(|_| {
             AppError::invalid_field(
                 "cursor",
                 "cursor must be the next_cursor of a previous page",
             )
         })?;
     }
+    // Held to the user_id rules before it reaches a query.
     if let Some(user_id) = &params.user_id {
-        path_id("user_id", user_id)?;
+        UserId::parse(user_id.as_str())?;
     }
-    let mut conn = app.conn().await?;
-    let page = sessions::list(
-        &mut conn,
-        &ListQuery {
+    let page = app
+        .store
+        .list(&ListQuery {
             limit,
             after: params.cursor,
             include_inactive: params.include_inactive.unwrap_or(false),
             is_authorized: params.is_authorized,
             user_id: params.user_id,
-        },
-    )
-    .await?;
+        })
+        .await?;
+    let mut conn = app.conn().await?;
     Ok(Json(super::leases::with_leases(&mut conn, page).await?))
 }

@@ -2,16 +2,17 @@
 //! session; these name it by `user_id` and never act on it, so no URL ever
 //! means one row for one method and another row for another.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use crate::db::sessions::{self, By, SessionMeta};
+use crate::db::sessions::SessionMeta;
+use crate::domain::UserId;
 
 use super::App;
 use super::auth::{Auth, List, Read};
 use super::error::AppResult;
-use super::extract::path_id;
+use super::extract::PathId;
 use super::session::{SessionWithCredentials, credentials, with_etag};
 
 #[utoipa::path(
@@ -31,12 +32,10 @@ use super::session::{SessionWithCredentials, credentials, with_etag};
 )]
 pub async fn get(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     _auth: Auth<List>,
+    PathId(user_id): PathId<UserId>,
 ) -> AppResult<Response> {
-    path_id("user_id", &user_id)?;
-    let mut conn = app.conn().await?;
-    let meta = sessions::meta(&mut conn, By::UserId(&user_id)).await?;
+    let meta = app.store.user(&user_id).await?;
     Ok(with_etag(StatusCode::OK, meta.version, meta))
 }
 
@@ -57,9 +56,10 @@ pub async fn get(
 )]
 pub async fn session(
     State(app): State<App>,
-    Path(user_id): Path<String>,
     auth: Auth<Read>,
+    PathId(user_id): PathId<UserId>,
 ) -> AppResult<Response> {
-    path_id("user_id", &user_id)?;
-    Ok(credentials(&app, &auth, By::UserId(&user_id)).await?)
+    // Audited: the read is queued before the response is sent.
+    let found = app.store.credentials(&auth.audit, &user_id).await?;
+    Ok(credentials(found))
 }

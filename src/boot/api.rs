@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use zeroize::Zeroizing;
+
+use crate::domain::decode_session_data;
 
 use super::{BootError, TenantConfig};
 
@@ -154,15 +154,12 @@ impl ApiSource {
             .session_data
             .map(|b64| {
                 let b64 = Zeroizing::new(b64);
-                BASE64
-                    .decode(b64.as_bytes())
-                    .map(SecretSlice::from)
-                    .map_err(|_| {
-                        BootError::Failure(format!(
-                            "the API sent session_data of user_id {} that is not base64",
-                            c.user_id
-                        ))
-                    })
+                decode_session_data(&b64).map_err(|_| {
+                    BootError::Failure(format!(
+                        "the API sent session_data of user_id {} that is not base64",
+                        c.user_id
+                    ))
+                })
             })
             .transpose()?;
         Ok(TenantConfig {

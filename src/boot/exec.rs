@@ -64,6 +64,8 @@ pub struct SessionsFile {
 impl SessionsFile {
     pub fn create() -> Result<Self, BootError> {
         // No MFD_CLOEXEC: the agent is meant to inherit it.
+        // SAFETY: the name is a NUL-terminated literal that outlives the call;
+        // the flags are plain integers.
         let fd = unsafe { libc::memfd_create(c"vibee-sessions".as_ptr(), libc::MFD_ALLOW_SEALING) };
         if fd < 0 {
             return Err(BootError::Failure(format!(

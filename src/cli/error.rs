@@ -76,6 +76,9 @@ impl From<DbError> for CliError {
             DbError::NoSchema => Self::new(Self::DATABASE, DbError::NoSchema.to_string()),
             DbError::Invalid(i) => Self::new(Self::DATA, format!("invalid {i}")),
             DbError::NotFound => Self::new(Self::NOT_FOUND, "not found"),
+            // The database answered; the schema change did not go through.
+            // Not exit 4: nothing is unreachable, retrying will not help.
+            DbError::Migration(_) => Self::failure(e.to_string()),
             other => Self::failure(other.to_string()),
         }
     }

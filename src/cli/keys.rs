@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::config::{self, Env};
 use crate::crypto::{KekId, MasterKey};
 use crate::db::activity::AuditContext;
-use crate::db::{DatabaseTarget, MasterKeySource, keys};
+use crate::db::{MasterKeySource, keys};
 
 use super::CliError;
 
@@ -106,7 +106,7 @@ pub async fn run(command: KeysCommand, env: &dyn Env) -> Result<(), CliError> {
 }
 
 async fn destroy(env: &dyn Env, id: i32) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let mut conn = target.connect().await?;
     keys::destroy_key(&mut conn, &AuditContext::cli(), id)
         .await
@@ -129,7 +129,7 @@ fn configured_kek_id(env: &dyn Env) -> Result<Option<KekId>, CliError> {
 }
 
 async fn status(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let ours = configured_kek_id(env)?;
     let mut conn = target.connect().await?;
     let keys = keys::key_status(&mut conn).await?;

@@ -1,10 +1,10 @@
-use crate::config::{self, Env};
-use crate::db::{DatabaseTarget, migrate};
+use crate::config::Env;
+use crate::db::migrate;
 
 use super::CliError;
 
 pub async fn run(env: &dyn Env) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let applied = migrate::run_pending(&target).await?;
     if applied.is_empty() {
         println!("the schema is up to date");

@@ -9,9 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::{self, Env};
 use crate::crypto::{MasterKey, MasterKeys};
+use crate::db::Vault;
 use crate::db::activity::AuditContext;
 use crate::db::keys::{self, KeyAdminError};
-use crate::db::{DatabaseTarget, Vault};
 use crate::rotation::master::{NewMaster, rotate_master};
 use crate::rotation::{self, Outcome, RotateOptions, RotationError, format_duration};
 
@@ -80,7 +80,7 @@ fn rotation_error(e: RotationError) -> CliError {
 }
 
 pub async fn rotate(args: &RotateArgs, env: &dyn Env) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let mut conn = target.connect().await?;
     let master = master_keys(env, &mut conn).await?;
     let vault = Vault::open(&mut conn, master).await?;
@@ -167,7 +167,7 @@ fn new_master(args: &RotateMasterArgs, env: &dyn Env) -> Result<NewMaster, CliEr
 }
 
 pub async fn rotate_master_cmd(args: &RotateMasterArgs, env: &dyn Env) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let new = new_master(args, env)?;
     let mut conn = target.connect().await?;
     let master = master_keys(env, &mut conn).await?;

@@ -14,7 +14,7 @@ use crate::api::{self, ApiSettings, AppState};
 use crate::config::{self, Env};
 use crate::db::activity::AuditQueue;
 use crate::db::tokens::{self, TokenCache};
-use crate::db::{DatabaseTarget, PoolSettings, build_pool, keys, migrate};
+use crate::db::{PoolSettings, build_pool, keys, migrate};
 
 use super::CliError;
 
@@ -65,7 +65,7 @@ fn limits(env: &dyn Env) -> Result<(ApiSettings, PoolSettings), CliError> {
 pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     crate::crypto_provider::install();
     let (api_settings, pool_settings) = limits(env)?;
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let listen = config::listen_addr(env);
     let addr: SocketAddr = listen.parse().map_err(|_| {
         CliError::new(

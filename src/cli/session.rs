@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{ArgGroup, Args, Subcommand};
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::config::Env;
 use crate::db::activity::AuditContext;
 use crate::db::sessions::{self, ListQuery, SessionInput, SessionMeta, Upserted};
+use crate::domain::{SessionId, UserId, decode_session_data};
 
 use super::dotenv::Vars;
 use super::{CliError, store};
@@ -23,7 +24,7 @@ pub enum SessionCommand {
     Put(PutArgs),
     /// Show one session; its credentials only with --show-secrets (an audited read).
     Get {
-        user_id: String,
+        user_id: UserId,
         #[arg(long)]
         json: bool,
         /// Decrypt and print api_hash, phone and session_data (base64).
@@ -43,7 +44,7 @@ pub enum SessionCommand {
     },
     /// Deactivate a session (boot skips it); --purge deletes the row for good.
     Deactivate {
-        session_id: String,
+        session_id: SessionId,
         #[arg(long)]
         purge: bool,
     },
@@ -119,9 +120,7 @@ fn input_from(args: PutArgs) -> Result<SessionInput, CliError> {
     let session_data = vars
         .get("session_data")
         .map(|b64| {
-            BASE64
-                .decode(b64.expose_secret().trim())
-                .map(SecretSlice::from)
+            decode_session_data(b64.expose_secret())
                 .map_err(|_| data_error("invalid session_data: must be base64"))
         })
         .transpose()?;
@@ -176,7 +175,7 @@ fn session_id_taken(e: crate::db::DbError) -> CliError {
     }
 }
 
-fn not_found(what: &str, id: &str) -> impl Fn(crate::db::DbError) -> CliError {
+fn not_found(what: &str, id: &impl std::fmt::Display) -> impl Fn(crate::db::DbError) -> CliError {
     let message = format!("no session with {what} {id}");
     move |e| match e {
         crate::db::DbError::NotFound => CliError::new(CliError::NOT_FOUND, message.clone()),
@@ -184,13 +183,22 @@ fn not_found(what: &str, id: &str) -> impl Fn(crate::db::DbError) -> CliError {
     }
 }
 
-async fn get(env: &dyn Env, user_id: &str, as_json: bool, secrets: bool) -> Result<(), CliError> {
+async fn get(
+    env: &dyn Env,
+    user_id: &UserId,
+    as_json: bool,
+    secrets: bool,
+) -> Result<(), CliError> {
     let (meta, creds) = if secrets {
         let mut store = store::open(env).await?;
-        let s =
-            sessions::get_credentials(&mut store.conn, &store.vault, &AuditContext::cli(), user_id)
-                .await
-                .map_err(not_found("user_id", user_id))?;
+        let s = sessions::get_credentials(
+            &mut store.conn,
+            &store.vault,
+            &AuditContext::cli(),
+            user_id.as_str(),
+        )
+        .await
+        .map_err(not_found(UserId::FIELD, user_id))?;
         let c = &s.credentials;
         let creds = json!({
             "api_hash": c.api_hash.expose_secret(),
@@ -201,9 +209,9 @@ async fn get(env: &dyn Env, user_id: &str, as_json: bool, secrets: bool) -> Resu
     } else {
         // Metadata needs no master key.
         let mut conn = store::connect(env).await?;
-        let meta = sessions::get_meta(&mut conn, user_id)
+        let meta = sessions::get_meta(&mut conn, user_id.as_str())
             .await
-            .map_err(not_found("user_id", user_id))?;
+            .map_err(not_found(UserId::FIELD, user_id))?;
         (meta, None)
     };
     let mut doc = serde_json::to_value(&meta).expect("metadata serialises");
@@ -279,16 +287,16 @@ fn print_row(s: &SessionMeta, as_json: bool, first: bool) {
     );
 }
 
-async fn deactivate(env: &dyn Env, session_id: &str, purge: bool) -> Result<(), CliError> {
+async fn deactivate(env: &dyn Env, session_id: &SessionId, purge: bool) -> Result<(), CliError> {
     let mut conn = store::connect(env).await?;
     let ctx = AuditContext::cli();
-    let lookup = not_found("session_id", session_id);
+    let lookup = not_found(SessionId::FIELD, session_id);
     if purge {
-        sessions::purge(&mut conn, &ctx, session_id)
+        sessions::purge(&mut conn, &ctx, session_id.as_str())
             .await
             .map_err(lookup)?;
         println!("purged session {session_id} (the audit log keeps its history)");
-    } else if sessions::deactivate(&mut conn, &ctx, session_id)
+    } else if sessions::deactivate(&mut conn, &ctx, session_id.as_str())
         .await
         .map_err(lookup)?
     {

@@ -15,10 +15,14 @@ pub struct Store {
     pub vault: Vault,
 }
 
+/// `DATABASE_URL`, parsed: the one place every command reads it.
+pub fn target(env: &dyn Env) -> Result<DatabaseTarget, CliError> {
+    Ok(DatabaseTarget::parse(&config::database_url(env)?)?)
+}
+
 /// A connection to `DATABASE_URL`, for commands that read no secret.
 pub async fn connect(env: &dyn Env) -> Result<AsyncPgConnection, CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
-    Ok(target.connect().await?)
+    Ok(target(env)?.connect().await?)
 }
 
 /// A connection and the vault: the master key is read from its configured

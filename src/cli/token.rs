@@ -3,8 +3,7 @@
 use clap::Subcommand;
 use secrecy::ExposeSecret;
 
-use crate::config::{self, Env};
-use crate::db::DatabaseTarget;
+use crate::config::Env;
 use crate::db::tokens::{self, Scope};
 
 use super::CliError;
@@ -31,7 +30,7 @@ pub enum TokenCommand {
 }
 
 pub async fn run(command: TokenCommand, env: &dyn Env) -> Result<(), CliError> {
-    let target = DatabaseTarget::parse(&config::database_url(env)?)?;
+    let target = super::store::target(env)?;
     let mut conn = target.connect().await?;
     match command {
         TokenCommand::Create { name, scopes } => {

@@ -35,6 +35,16 @@ pub enum DbError {
     Unavailable(String),
     #[error("the database has no schema yet (or an older one): run `vibee-sessions migrate`")]
     NoSchema,
+    /// A migration failed to apply: the database answered, the schema change
+    /// did not go through (and was rolled back).
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// A write kept meeting concurrent writers and gave up; the caller may retry.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// A task of ours (key derivation, the migration runner) failed or panicked.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("database error: {0}")]
     Query(DieselError),
 }
@@ -141,7 +151,7 @@ mod tests {
         DieselError::DatabaseError(kind, Box::new(Info(message))).into()
     }
 
-    /// Regression (issue 7, chaos run): a lost connection or a statement
+    /// Regression (seen in a chaos run): a lost connection or a statement
     /// cancelled by `statement_timeout` / `lock_timeout` was a 500; it is a 503.
     #[test]
     fn slow_or_lost_database_is_unavailable_not_a_query_error() {

@@ -137,7 +137,7 @@ pub async fn unlock(
     // Argon2 runs outside the transaction: it takes a while on purpose.
     let derived = tokio::task::spawn_blocking(move || params.derive(&passphrase))
         .await
-        .map_err(|e| DbError::Unavailable(format!("key derivation task failed: {e}")))??;
+        .map_err(|e| DbError::Internal(format!("key derivation task failed: {e}")))??;
     Ok(derived)
 }
 

@@ -1,3 +1,4 @@
+use diesel::migration::MigrationSource;
 use diesel::sql_types::BigInt;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -8,8 +9,13 @@ use super::error::DbError;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// How many migrations the binary carries.
-pub const MIGRATIONS_COUNT: usize = 3;
+/// How many migrations the binary carries (counted from the embedded set,
+/// so it cannot drift from `migrations/`).
+pub fn migrations_count() -> usize {
+    MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .map(|m| m.len())
+        .expect("the embedded migrations are readable")
+}
 
 /// Advisory lock key held while migrating, so replicas starting together take
 /// turns instead of racing ("vibee-mg").
@@ -29,11 +35,11 @@ pub async fn run_pending(target: &DatabaseTarget) -> Result<Vec<String>, DbError
         let applied = wrapper
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|e| DbError::Unavailable(format!("migration failed: {e}")));
+            .map_err(|e| DbError::Migration(e.to_string()));
         (wrapper.into_inner(), applied)
     })
     .await
-    .map_err(|e| DbError::Unavailable(format!("migration task failed: {e}")))?;
+    .map_err(|e| DbError::Internal(format!("migration task failed: {e}")))?;
     let mut conn = conn;
     // Closing the connection would release the lock too; unlock explicitly anyway.
     diesel::sql_query("SELECT pg_advisory_unlock($1)")

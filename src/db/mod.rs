@@ -11,6 +11,7 @@ mod pool;
 pub mod schema;
 pub mod sessions;
 pub mod stats;
+mod store;
 pub mod tokens;
 pub mod validate;
 
@@ -18,3 +19,4 @@ pub use connection::{ConnectError, DatabaseTarget};
 pub use error::DbError;
 pub use keys::{MasterKeySource, Vault};
 pub use pool::{Pool, PoolSettings, PooledConnection, build_pool};
+pub use store::Store;

@@ -50,7 +50,7 @@ pub fn identifier(field: &'static str, value: &str) -> Result<(), Invalid> {
     {
         return Err(Invalid::new(
             field,
-            "may hold only letters, digits and _ - . : @ (and must not start with .)",
+            "may hold only letters, digits and _ - . : @, and must not start with .",
         ));
     }
     Ok(())
@@ -103,30 +103,6 @@ pub fn phone(value: &str) -> Result<(), Invalid> {
         ));
     }
     Ok(())
-}
-
-/// What `session_data` in JSON may be, for the error message.
-pub const SESSION_DATA_BASE64: &str = "must be base64: the standard (+/) or the URL-safe (-_) alphabet, with or without = padding (Telethon's and Pyrogram's session strings are both accepted)";
-
-/// Decodes a base64 `session_data`: standard or URL-safe alphabet, padded or
-/// not (Pyrogram's session strings are URL-safe and unpadded; Telethon's
-/// string sessions carry a version character first and are the caller's to
-/// strip). Whitespace around it is ignored; one alphabet per value.
-pub fn decode_session_data(encoded: &str) -> Result<Vec<u8>, Invalid> {
-    use base64::Engine;
-    use base64::alphabet::{STANDARD, URL_SAFE};
-    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-    let config =
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-    let encoded = encoded.trim();
-    let alphabet = if encoded.contains(['-', '_']) {
-        &URL_SAFE
-    } else {
-        &STANDARD
-    };
-    GeneralPurpose::new(alphabet, config)
-        .decode(encoded)
-        .map_err(|_| Invalid::new("session_data", SESSION_DATA_BASE64))
 }
 
 pub fn session_data(value: &[u8]) -> Result<(), Invalid> {
@@ -236,17 +212,5 @@ mod tests {
         assert!(session_data(&[]).is_err());
         assert!(session_data(&vec![0; MAX_SESSION_DATA_LEN + 1]).is_err());
         assert!(session_data(&[1, 2, 3]).is_ok());
-    }
-
-    #[test]
-    fn session_data_in_every_base64_form() {
-        let bytes: Vec<u8> = vec![0xfb, 0xff, 0xbf, 0x01];
-        for encoded in ["+/+/AQ==", "+/+/AQ", "-_-_AQ==", "-_-_AQ", " +/+/AQ==\n"] {
-            assert_eq!(decode_session_data(encoded).unwrap(), bytes, "{encoded:?}");
-        }
-        for bad in ["+/-_AQ", "not base64!", "A"] {
-            let e = decode_session_data(bad).unwrap_err();
-            assert_eq!(e.reason, SESSION_DATA_BASE64, "{bad:?}");
-        }
     }
 }

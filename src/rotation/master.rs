@@ -35,7 +35,7 @@ pub async fn rotate_master(
             // before the transaction opens so no lock is held meanwhile.
             let key = tokio::task::spawn_blocking(move || for_task.derive(&passphrase))
                 .await
-                .map_err(|e| DbError::Unavailable(format!("key derivation task failed: {e}")))??;
+                .map_err(|e| DbError::Internal(format!("key derivation task failed: {e}")))??;
             (key, Some(params))
         }
     };

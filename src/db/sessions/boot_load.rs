@@ -9,9 +9,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::super::activity::{ActivityType, AuditContext, Row, insert_rows};
-use super::super::schema::user_sessions;
 use super::{DbError, SealedRow, Session, SessionMeta, Vault, credentials, open_row, ring_for};
+use crate::db::activity::{ActivityType, AuditContext, Row, insert_rows};
+use crate::db::schema::user_sessions;
 
 /// Which active sessions to load.
 pub enum BootSelection<'a> {

@@ -1,0 +1,111 @@
+//! What a session's state allows: the lock-and-check every write starts
+//! with (active, at the expected version), the way back from deactivation,
+//! and clearing the blob.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+
+use super::model::{By, Expected, SealedRow, SessionMeta, check_writable};
+use super::read::meta;
+use crate::db::activity::{self, ActivityType, AuditContext, Event};
+use crate::db::error::DbError;
+use crate::db::schema::user_sessions;
+
+/// The row a write is about, locked, after the checks every write makes: it
+/// exists, it is active, and it is at the version the write expects.
+pub(super) async fn lock_writable(
+    conn: &mut AsyncPgConnection,
+    by: By<'_>,
+    expected: Expected<'_>,
+) -> Result<SealedRow, DbError> {
+    // Not boxed: diesel cannot lock a boxed query.
+    let locked = user_sessions::table
+        .select(SealedRow::as_select())
+        .for_update();
+    let row: SealedRow = match by {
+        By::UserId(id) => {
+            locked
+                .filter(user_sessions::user_id.eq(id))
+                .first(conn)
+                .await?
+        }
+        By::SessionId(id) => {
+            locked
+                .filter(user_sessions::session_id.eq(id))
+                .first(conn)
+                .await?
+        }
+    };
+    check_writable(row.is_active, row.version, expected)?;
+    Ok(row)
+}
+
+/// Clears the MTProto session blob of an active session (a bridge logged
+/// out: its auth key is dead). Nothing is decrypted. Idempotent; audited
+/// every time, with whether a blob was there.
+pub async fn delete_session_data(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+    expected: Expected<'_>,
+) -> Result<SessionMeta, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let row = lock_writable(conn, By::SessionId(session_id), expected).await?;
+        let meta = diesel::update(user_sessions::table.find(row.id))
+            .set((
+                user_sessions::session_data_encrypted.eq(None::<Vec<u8>>),
+                user_sessions::version.eq(user_sessions::version + 1),
+                user_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(SessionMeta::as_returning())
+            .get_result(conn)
+            .await?;
+        let event = Event {
+            kind: ActivityType::SessionDataDeleted,
+            session_id: Some(session_id),
+            user_id: Some(&meta.user_id),
+            details: json!({ "had_data": row.session_data_encrypted.is_some() }),
+        };
+        activity::record(conn, ctx, event).await?;
+        Ok(meta)
+    })
+    .await
+}
+
+/// Makes a deactivated session active again: the one way back from
+/// `deactivate`, audited. Idempotent: the flag says whether it changed.
+pub async fn reactivate(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+) -> Result<(SessionMeta, bool), DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let changed = diesel::update(
+            user_sessions::table
+                .filter(user_sessions::session_id.eq(session_id))
+                .filter(user_sessions::is_active.eq(false)),
+        )
+        .set((
+            user_sessions::is_active.eq(true),
+            user_sessions::version.eq(user_sessions::version + 1),
+            user_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(SessionMeta::as_returning())
+        .get_result::<SessionMeta>(conn)
+        .await
+        .optional()?;
+        let Some(meta_now) = changed else {
+            return Ok((meta(conn, By::SessionId(session_id)).await?, false));
+        };
+        let event = Event {
+            kind: ActivityType::SessionReactivated,
+            session_id: Some(session_id),
+            user_id: Some(&meta_now.user_id),
+            details: json!({}),
+        };
+        activity::record(conn, ctx, event).await?;
+        Ok((meta_now, true))
+    })
+    .await
+}

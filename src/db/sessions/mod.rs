@@ -1,0 +1,33 @@
+//! The session store. Every secret column is sealed under the primary data
+//! key, bound to its table, column and row id; every change writes its audit
+//! row in the same transaction.
+//!
+//! `model` (the types), `seal` (secret columns in and out), `write`, `read`,
+//! `reseal` (the rotation's step), `lifecycle` (what a session's state
+//! allows: active, at a version; reactivation) and `boot_load` (the boot
+//! loader's paged, audited read).
+
+mod boot_load;
+mod lifecycle;
+mod model;
+mod read;
+mod reseal;
+mod seal;
+mod write;
+
+use super::error::DbError;
+use super::keys::Vault;
+use model::SealedRow;
+use seal::{credentials, open_row, ring_for};
+
+pub use boot_load::{BootPage, BootSelection, load_for_boot};
+pub use lifecycle::{delete_session_data, reactivate};
+pub use model::{
+    By, Credentials, Expected, ListQuery, MAX_PAGE, Page, Session, SessionInput, SessionMeta,
+    SessionPatch, Upserted,
+};
+pub(in crate::db) use read::{credentials_read_event, read_credentials, read_session_data};
+pub use read::{get_credentials, get_meta, get_session_data, list, meta};
+pub use reseal::{reseal_batch, rows_not_on};
+pub use seal::TABLE;
+pub use write::{deactivate, purge, put_session_data, update_metadata, upsert};

@@ -1,0 +1,370 @@
+//! The writes of a session: each in its own transaction with its audit row.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::TryFutureExt;
+use serde_json::{Value, json};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::crypto::{KeyRing, random_hex};
+
+use super::lifecycle::lock_writable;
+use super::model::{
+    By, Expected, SealedRow, SessionInput, SessionMeta, SessionPatch, Upserted, check_writable,
+};
+use super::seal::{
+    Plain, Replacement, SEALED_FIELDS, Sealed, merge, seal_row, secret_bytes, slice_bytes,
+};
+use crate::db::activity::{self, ActivityType, AuditContext, Event};
+use crate::db::error::DbError;
+use crate::db::keys::Vault;
+use crate::db::schema::user_sessions;
+use crate::db::validate;
+
+/// Passes of an upsert before it gives up: an insert that loses a race to a
+/// concurrent insert of the same user_id returns nothing, and the next pass
+/// finds and updates that row.
+const UPSERT_ATTEMPTS: usize = 3;
+
+/// Creates the session of `input.user_id`, or updates it. Two concurrent
+/// upserts of one `user_id` give one row and no error.
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    ctx: &AuditContext,
+    input: &SessionInput,
+) -> Result<Upserted, DbError> {
+    input.validate()?;
+    let seal_ring = vault.reserve(conn, SEALED_FIELDS).await?;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        // An insert that loses a race to a concurrent insert of the same
+        // user_id finds nothing to return; the next pass updates that row.
+        for _ in 0..UPSERT_ATTEMPTS {
+            let existing = user_sessions::table
+                .filter(user_sessions::user_id.eq(&input.user_id))
+                .select((SealedRow::as_select(), user_sessions::session_id))
+                .for_update()
+                .first::<(SealedRow, String)>(conn)
+                .await
+                .optional()?;
+            if let Some((row, stored_session_id)) = existing {
+                check_writable(row.is_active, row.version, None)?;
+                let stored = Stored {
+                    row: &row,
+                    session_id: &stored_session_id,
+                };
+                let meta = update_existing(conn, vault, &seal_ring, ctx, input, stored).await?;
+                return Ok(Upserted::Updated(meta));
+            }
+            if let Some(meta) = insert_new(conn, &seal_ring, input).await? {
+                let details = json!({
+                    "fields": input.field_names(),
+                    "data_key_id": meta.data_key_id,
+                });
+                let event = Event {
+                    kind: ActivityType::SessionCreated,
+                    session_id: Some(&meta.session_id),
+                    user_id: Some(&meta.user_id),
+                    details,
+                };
+                activity::record(conn, ctx, event).await?;
+                return Ok(Upserted::Created(meta));
+            }
+        }
+        Err(DbError::Conflict(
+            "the session kept changing under a concurrent writer; retry",
+        ))
+    })
+    .await
+}
+
+async fn insert_new(
+    conn: &mut AsyncPgConnection,
+    ring: &KeyRing,
+    input: &SessionInput,
+) -> Result<Option<SessionMeta>, DbError> {
+    // Random (v4), not time-ordered: the id says nothing about when it was made.
+    let id = Uuid::new_v4();
+    let session_id = input.session_id.clone().unwrap_or_else(|| random_hex(16));
+    let sealed = seal_row(
+        ring,
+        id,
+        &Plain {
+            api_hash: secret_bytes(&input.api_hash),
+            phone: input.phone.as_ref().map(secret_bytes),
+            session_data: input.session_data.as_ref().map(slice_bytes),
+        },
+    );
+    Ok(diesel::insert_into(user_sessions::table)
+        .values((
+            user_sessions::id.eq(id),
+            user_sessions::user_id.eq(&input.user_id),
+            user_sessions::session_id.eq(&session_id),
+            user_sessions::username.eq(&input.username),
+            user_sessions::api_id.eq(input.api_id),
+            user_sessions::api_hash_encrypted.eq(&sealed.api_hash),
+            user_sessions::phone_encrypted.eq(&sealed.phone),
+            user_sessions::session_data_encrypted.eq(&sealed.session_data),
+            user_sessions::data_key_id.eq(sealed.data_key_id),
+            user_sessions::is_authorized.eq(input.is_authorized.unwrap_or(false)),
+            user_sessions::digital_twin_enabled.eq(input.digital_twin_enabled.unwrap_or(false)),
+            user_sessions::auto_reply_enabled.eq(input.auto_reply_enabled.unwrap_or(false)),
+            user_sessions::target_chats.eq(input.target_chats.clone().unwrap_or_else(|| json!([]))),
+        ))
+        .on_conflict(user_sessions::user_id)
+        .do_nothing()
+        .returning(SessionMeta::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+}
+
+/// The locked row an upsert updates, and its stored `session_id`.
+struct Stored<'a> {
+    row: &'a SealedRow,
+    session_id: &'a str,
+}
+
+/// Re-seals and updates a locked row, and writes its audit row in the same
+/// round trip (the two statements are pipelined; the transaction around them
+/// still commits both or neither).
+async fn update_existing(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    seal_ring: &KeyRing,
+    ctx: &AuditContext,
+    input: &SessionInput,
+    stored: Stored<'_>,
+) -> Result<SessionMeta, DbError> {
+    let Stored {
+        row,
+        session_id: stored_session_id,
+    } = stored;
+    // Every ciphertext of a row is under the row's one data key, so fields
+    // not being replaced are re-sealed under the primary too; the ones being
+    // replaced are never decrypted.
+    let new = Replacement {
+        api_hash: Some(secret_bytes(&input.api_hash)),
+        phone: input.phone.as_ref().map(|p| Some(secret_bytes(p))),
+        session_data: input.session_data.as_ref().map(|d| Some(slice_bytes(d))),
+    };
+    let plain = merge(conn, vault, row, new).await?;
+    let sealed = seal_row(seal_ring, row.id, &plain);
+    let optional = OptionalFields {
+        session_id: input.session_id.as_deref(),
+        username: input.username.as_deref(),
+        is_authorized: input.is_authorized,
+        digital_twin_enabled: input.digital_twin_enabled,
+        auto_reply_enabled: input.auto_reply_enabled,
+        target_chats: input.target_chats.as_ref(),
+    };
+    let event = Event {
+        kind: ActivityType::SessionUpdated,
+        session_id: Some(input.session_id.as_deref().unwrap_or(stored_session_id)),
+        user_id: Some(&input.user_id),
+        details: json!({ "fields": input.field_names(), "data_key_id": sealed.data_key_id }),
+    };
+    let shared: &AsyncPgConnection = conn;
+    let (mut for_update, mut for_audit) = (shared, shared);
+    let update = diesel::update(user_sessions::table.find(row.id))
+        .set((
+            optional,
+            user_sessions::api_id.eq(input.api_id),
+            user_sessions::api_hash_encrypted.eq(&sealed.api_hash),
+            user_sessions::phone_encrypted.eq(&sealed.phone),
+            user_sessions::session_data_encrypted.eq(&sealed.session_data),
+            user_sessions::data_key_id.eq(sealed.data_key_id),
+            user_sessions::version.eq(user_sessions::version + 1),
+            user_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(SessionMeta::as_returning())
+        .get_result::<SessionMeta>(&mut for_update)
+        .map_err(DbError::from);
+    let audit = activity::record_pipelined(&mut for_audit, ctx, event);
+    // Answers come back in order: a failed UPDATE (say, a session_id taken)
+    // is the error reported, not the INSERT it aborted.
+    let (meta, ()) = futures_util::future::try_join(update, audit).await?;
+    Ok(meta)
+}
+
+/// The upsert's optional plain fields: the ones left `None` keep their values.
+#[derive(AsChangeset)]
+#[diesel(table_name = user_sessions)]
+struct OptionalFields<'a> {
+    session_id: Option<&'a str>,
+    username: Option<&'a str>,
+    is_authorized: Option<bool>,
+    digital_twin_enabled: Option<bool>,
+    auto_reply_enabled: Option<bool>,
+    target_chats: Option<&'a Value>,
+}
+
+/// Marks a session inactive. Idempotent: `Ok(false)` when it already was.
+pub async fn deactivate(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+) -> Result<bool, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let changed = diesel::update(
+            user_sessions::table
+                .filter(user_sessions::session_id.eq(session_id))
+                .filter(user_sessions::is_active.eq(true)),
+        )
+        .set((
+            user_sessions::is_active.eq(false),
+            user_sessions::version.eq(user_sessions::version + 1),
+            user_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(user_sessions::user_id)
+        .get_result::<String>(conn)
+        .await
+        .optional()?;
+        let Some(user_id) = changed else {
+            // Already inactive, or no such session: only the latter is an error.
+            user_sessions::table
+                .filter(user_sessions::session_id.eq(session_id))
+                .select(user_sessions::id)
+                .first::<Uuid>(conn)
+                .await?;
+            return Ok(false);
+        };
+        activity::record(
+            conn,
+            ctx,
+            Event {
+                kind: ActivityType::SessionDeactivated,
+                session_id: Some(session_id),
+                user_id: Some(&user_id),
+                details: json!({}),
+            },
+        )
+        .await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Deletes a session row for good. The audit trail stays.
+pub async fn purge(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+) -> Result<(), DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let user_id =
+            diesel::delete(user_sessions::table.filter(user_sessions::session_id.eq(session_id)))
+                .returning(user_sessions::user_id)
+                .get_result::<String>(conn)
+                .await?;
+        activity::record(
+            conn,
+            ctx,
+            Event {
+                kind: ActivityType::SessionPurged,
+                session_id: Some(session_id),
+                user_id: Some(&user_id),
+                details: json!({}),
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// Changes non-secret fields of an active session.
+pub async fn update_metadata(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    by: By<'_>,
+    patch: &SessionPatch,
+    expected: Expected<'_>,
+) -> Result<SessionMeta, DbError> {
+    patch.validate()?;
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let row = lock_writable(conn, by, expected).await?;
+        let meta = diesel::update(user_sessions::table.find(row.id))
+            .set((
+                patch.clone(),
+                user_sessions::version.eq(user_sessions::version + 1),
+                user_sessions::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(SessionMeta::as_returning())
+            .get_result(conn)
+            .await?;
+        activity::record(
+            conn,
+            ctx,
+            Event {
+                kind: ActivityType::SessionUpdated,
+                session_id: Some(&meta.session_id),
+                user_id: Some(&meta.user_id),
+                details: json!({ "fields": patch.field_names() }),
+            },
+        )
+        .await?;
+        Ok(meta)
+    })
+    .await
+}
+
+/// Replaces the MTProto session blob of an active session. The old blob is
+/// never decrypted (a blob that fails its integrity check can be replaced);
+/// the other sealed values are, to move the row to the primary key. `data`
+/// is the request's buffer, sealed as it is and zeroized after.
+pub async fn put_session_data(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    ctx: &AuditContext,
+    session_id: &str,
+    data: Zeroizing<Vec<u8>>,
+    expected: Expected<'_>,
+) -> Result<SessionMeta, DbError> {
+    validate::session_data(&data)?;
+    let bytes = data.len();
+    let seal_ring = vault.reserve(conn, SEALED_FIELDS).await?;
+    let mut data = Some(data);
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let row = lock_writable(conn, By::SessionId(session_id), expected).await?;
+        let new = Replacement {
+            session_data: Some(data.take()),
+            ..Default::default()
+        };
+        let plain = merge(conn, vault, &row, new).await?;
+        let sealed = seal_row(&seal_ring, row.id, &plain);
+        let meta = write_sealed(conn, row.id, &sealed).await?;
+        let details = json!({
+            "bytes": bytes,
+            "data_key_id": meta.data_key_id,
+        });
+        let event = Event {
+            kind: ActivityType::SessionDataWritten,
+            session_id: Some(session_id),
+            user_id: Some(&meta.user_id),
+            details,
+        };
+        activity::record(conn, ctx, event).await?;
+        Ok(meta)
+    })
+    .await
+}
+
+async fn write_sealed(
+    conn: &mut AsyncPgConnection,
+    row_id: Uuid,
+    sealed: &Sealed,
+) -> Result<SessionMeta, DbError> {
+    Ok(diesel::update(user_sessions::table.find(row_id))
+        .set((
+            user_sessions::api_hash_encrypted.eq(&sealed.api_hash),
+            user_sessions::phone_encrypted.eq(&sealed.phone),
+            user_sessions::session_data_encrypted.eq(&sealed.session_data),
+            user_sessions::data_key_id.eq(sealed.data_key_id),
+            user_sessions::version.eq(user_sessions::version + 1),
+            user_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(SessionMeta::as_returning())
+        .get_result(conn)
+        .await?)
+}
