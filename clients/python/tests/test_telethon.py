@@ -178,3 +178,28 @@ def test_a_lease_its_supervisor_holds_is_adopted_and_left_to_it(server, token, c
     still = client.get_lease(sid)
     assert still is not None and still.holder == "loader-host-1" and still.fence == loader.fence
     client.release_lease(still)
+
+
+def test_a_lost_lease_is_noticed_reported_and_never_written_under(server, token, client, make_session):
+    import threading
+
+    sid = make_session("tele-lost")
+    lost = threading.Event()
+    seen = []
+
+    def on_lost(err):
+        seen.append(err)
+        lost.set()
+
+    s = _vibee(server, token, sid, holder="loser", lease_ttl=5, on_lease_lost=on_lost)
+    client.release_lease(s.lease)  # gone behind its back, as by expiry
+    client.take_lease(sid, "winner", 60)
+    assert lost.wait(10), "the renewal thread noticed nothing"
+    assert isinstance(seen[0], vs.StaleLease)
+    s.set_dc(2, "149.154.167.51", 443)
+    s.auth_key = AuthKey(os.urandom(256))
+    with pytest.raises(vs.StaleLease):
+        s.save()
+    assert client.get_blob(sid) is None
+    s.close()  # neither writes nor releases the winner's lease
+    assert client.get_lease(sid).holder == "winner"

@@ -211,8 +211,12 @@ class Client:
         return self._call(_ops.take_lease(session_id, holder, ttl_seconds))
 
     def renew_lease(self, lease: Lease, ttl_seconds: int = 60) -> Lease:
-        """Renew ``lease``; :class:`StaleLease` when it lapsed and changed hands meanwhile."""
-        return _check_renewed(lease, self.take_lease(lease.session_id, lease.holder, ttl_seconds))
+        """Renew ``lease`` under its fence; :class:`StaleLease` when it is no longer live.
+
+        Unlike taking the lease again, this never re-takes a lapsed lease
+        under a new fence: a holder whose lease lapsed must reload first.
+        """
+        return _renewed_one(lease, self.renew_leases(lease.holder, {lease.session_id: lease.fence}, ttl_seconds))
 
     def renew_leases(
         self, holder: str, fences: Mapping[str, int], ttl_seconds: int = 60
@@ -362,8 +366,9 @@ class AsyncClient:
         return await self._call(_ops.take_lease(session_id, holder, ttl_seconds))
 
     async def renew_lease(self, lease: Lease, ttl_seconds: int = 60) -> Lease:
-        return _check_renewed(
-            lease, await self.take_lease(lease.session_id, lease.holder, ttl_seconds)
+        return _renewed_one(
+            lease,
+            await self.renew_leases(lease.holder, {lease.session_id: lease.fence}, ttl_seconds),
         )
 
     async def renew_leases(
@@ -378,20 +383,13 @@ class AsyncClient:
         await self._call(_ops.release_lease(lease.session_id, lease.holder, lease.fence))
 
 
-def _check_renewed(old: Lease, new: Lease) -> Lease:
-    """A renewal that came back with another fence re-took a lapsed lease.
-
-    Someone else may have held it in between and written the blob, so the
-    caller's view is stale: report it as such instead of carrying on.
-    """
-    if new.fence != old.fence:
-        err = StaleLease(
-            409,
-            "stale_lease",
-            "the lease lapsed and was taken again under a new fence; reload before writing",
-            body={"holder": new.holder, "fence": new.fence, "expires_at": new.expires_at},
-        )
-        #: The lease the renewal took, for the caller to release.
-        err.lease = new  # type: ignore[attr-defined]
-        raise err
-    return new
+def _renewed_one(lease: Lease, answer: Renewed) -> Lease:
+    for renewed in answer.renewed:
+        if renewed.session_id == lease.session_id:
+            return renewed
+    raise StaleLease(
+        409,
+        "stale_lease",
+        f"the lease on {lease.session_id} is no longer live under fence {lease.fence}"
+        " (expired, broken, released or taken over); reload before writing",
+    )

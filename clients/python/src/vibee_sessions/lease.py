@@ -10,13 +10,16 @@ hands out the fence for writes. Once the lease is lost, every further
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from .client import Client
 from .errors import ApiError, LeaseHeld, NotFound, StaleLease, TransportError, VibeeError
 from .models import Lease
+
+log = logging.getLogger("vibee_sessions")
 
 MIN_TTL = 5
 MAX_TTL = 3600
@@ -33,8 +36,16 @@ def _lost(reason: str) -> StaleLease:
 
 
 class LeaseKeeper:
-    def __init__(self, client: Client, session_id: str, holder: str, ttl: int) -> None:
+    def __init__(
+        self,
+        client: Client,
+        session_id: str,
+        holder: str,
+        ttl: int,
+        on_lost: Optional[Callable[[VibeeError], None]] = None,
+    ) -> None:
         self._client = client
+        self._on_lost = on_lost
         self.session_id = session_id
         self.holder = holder
         self.ttl = check_ttl(ttl)
@@ -85,13 +96,7 @@ class LeaseKeeper:
         while not self._stop.wait(wait):
             try:
                 renewed = self._client.renew_lease(self.lease, self.ttl)
-            except StaleLease as err:
-                retaken = getattr(err, "lease", None)
-                if retaken is not None:
-                    self._quiet_release(retaken)
-                self._mark_lost(err)
-                return
-            except (LeaseHeld, NotFound) as err:
+            except (StaleLease, LeaseHeld, NotFound) as err:
                 self._mark_lost(err)
                 return
             except (TransportError, ApiError):
@@ -106,14 +111,19 @@ class LeaseKeeper:
 
     def _mark_lost(self, err: VibeeError) -> None:
         with self._mutex:
-            if self._lost is None:
-                self._lost = err
-
-    def _quiet_release(self, lease: Lease) -> None:
-        try:
-            self._client.release_lease(lease)
-        except VibeeError:
-            pass
+            if self._lost is not None or self._released:
+                return
+            self._lost = err
+        log.warning(
+            "vibee-sessions: lost the lease on session %s (%s); nothing more is written under it",
+            self.session_id,
+            err,
+        )
+        if self._on_lost is not None:
+            try:
+                self._on_lost(err)
+            except Exception:
+                log.exception("vibee-sessions: the on_lease_lost callback failed")
 
     def release(self) -> None:
         """Stop renewing and release the lease (a lost lease is not released: it is not ours)."""

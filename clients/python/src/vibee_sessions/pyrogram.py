@@ -26,7 +26,7 @@ from pyrogram.storage import MemoryStorage
 
 from . import _config
 from .client import Client
-from .errors import SessionClosed
+from .errors import SessionClosed, VibeeError
 from .formats import TELETHON, FormatError, PyrogramState, decode_pyrogram, detect
 from .lease import Holdings, LeaseKeeper, check_ttl
 
@@ -65,12 +65,14 @@ class VibeeStorage(MemoryStorage):
         holder: Optional[str] = None,
         lease_ttl: int = 60,
         client: Optional[Client] = None,
+        on_lease_lost: Optional[Callable[[VibeeError], None]] = None,
     ) -> None:
         super().__init__(name)
         _config.check_identifier("session_id", session_id)
         check_ttl(lease_ttl)
         self.session_id = session_id
         self._ttl = lease_ttl
+        self._on_lost = on_lease_lost
         self._holder = _config.holder(holder)
         self._client = client if client is not None else Client(base_url, token=token)
         self._holdings = Holdings(self._client, owned=client is None)
@@ -84,7 +86,9 @@ class VibeeStorage(MemoryStorage):
     # -- lease and blob -----------------------------------------------------
 
     def _take(self) -> None:
-        self._keeper = LeaseKeeper(self._client, self.session_id, self._holder, self._ttl)
+        self._keeper = LeaseKeeper(
+            self._client, self.session_id, self._holder, self._ttl, self._on_lost
+        )
         self._holdings.keeper = self._keeper
         try:
             self._stored = self._load()

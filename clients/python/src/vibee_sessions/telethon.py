@@ -14,14 +14,14 @@ program. Entities, sent files and update state stay in memory, as in
 from __future__ import annotations
 
 import weakref
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from telethon.crypto import AuthKey
 from telethon.sessions import MemorySession
 
 from . import _config
 from .client import Client
-from .errors import SessionClosed
+from .errors import SessionClosed, VibeeError
 from .formats import PYROGRAM, FormatError, TelethonState, decode_telethon, detect
 from .lease import Holdings, LeaseKeeper, check_ttl
 
@@ -46,6 +46,9 @@ class VibeeSession(MemorySession):
         ``<hostname>-<pid>``.
     :param lease_ttl: seconds (5-3600) the lease outlives a holder that stops renewing.
     :param client: a :class:`~vibee_sessions.Client` to use instead of making one.
+    :param on_lease_lost: called (from the renewal thread) with the error once
+        the lease is lost; e.g. to disconnect the client before another holder
+        connects with the same key. Later saves raise ``StaleLease`` regardless.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class VibeeSession(MemorySession):
         holder: Optional[str] = None,
         lease_ttl: int = 60,
         client: Optional[Client] = None,
+        on_lease_lost: Optional[Callable[[VibeeError], None]] = None,
     ) -> None:
         super().__init__()
         _config.check_identifier("session_id", session_id)
@@ -67,7 +71,9 @@ class VibeeSession(MemorySession):
         self._stored: Optional[str] = None
         holdings = Holdings(self._client, owned=client is None)
         self._finalizer = weakref.finalize(self, holdings)
-        self._keeper = LeaseKeeper(self._client, session_id, _config.holder(holder), lease_ttl)
+        self._keeper = LeaseKeeper(
+            self._client, session_id, _config.holder(holder), lease_ttl, on_lease_lost
+        )
         holdings.keeper = self._keeper
         try:
             self._load()
