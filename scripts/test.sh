@@ -36,11 +36,20 @@ psql "$TEST_DATABASE_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname 
     fi
   done
 
+# The tools of tests/clients.rs (a venv under target/, Debian's golang-go).
+bash scripts/openapi-client-test.sh --setup
+
 start=$(date +%s)
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+exchanges=$(mktemp -d)
+trap 'rm -rf "$log" "$exchanges"' EXIT
 status=0
-cargo test --all-targets --locked "$@" 2>&1 | tee "$log" || status=$?
+# Every response the test client gets is recorded, and checked below against
+# the schema the OpenAPI document declares for it.
+VIBEE_RECORD_EXCHANGES=$exchanges cargo test --all-targets --locked "$@" 2>&1 | tee "$log" || status=$?
+if [ "$status" = 0 ]; then
+  bash scripts/openapi-client-test.sh --exchanges "$exchanges" || status=$?
+fi
 # The Python clients (clients/python) against the same binary and PostgreSQL.
 scripts/python-clients-test.sh 2>&1 | tee -a "$log" || status=$?
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')

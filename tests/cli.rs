@@ -266,3 +266,72 @@ fn a_malformed_master_key_is_named_not_shown() {
     );
     assert!(!stderr.contains("c2hvcnQtc2VjcmV0LXZhbHVl"));
 }
+
+/// `--scope` reads as its help says (commas, repeats, or several values),
+/// a revoked token's name can be given again, and refusals read as sentences.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_scopes_in_every_form_and_names_reused_after_revocation() {
+    let db = TestDb::new().await;
+    let token = |args: &[&str]| {
+        bin()
+            .args(["token", "create"])
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap()
+    };
+    for (name, scopes) in [
+        ("commas", &["--scope", "sessions:read,sessions:list"][..]),
+        (
+            "repeated",
+            &["--scope", "sessions:read", "--scope", "sessions:list"][..],
+        ),
+        ("spaced", &["--scope", "sessions:read", "sessions:list"][..]),
+    ] {
+        let out = token(&[&["--name", name][..], scopes].concat());
+        assert!(out.status.success(), "{name}: {:?}", text(&out));
+        assert!(
+            text(&out).1.contains("scopes sessions:read,sessions:list"),
+            "{name}: {:?}",
+            text(&out)
+        );
+    }
+    let taken = token(&["--name", "commas", "--scope", "admin"]);
+    assert_eq!(taken.status.code(), Some(65), "{:?}", text(&taken));
+    assert!(
+        text(&taken)
+            .1
+            .contains("invalid name: is already taken by another token"),
+        "{:?}",
+        text(&taken)
+    );
+    let bad = token(&["--name", "a b", "--scope", "admin"]);
+    assert!(
+        text(&bad).1.contains("invalid name: may hold only letters"),
+        "{:?}",
+        text(&bad)
+    );
+    let revoke = bin()
+        .args(["token", "revoke", "commas"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(revoke.status.success());
+    let again = token(&["--name", "commas", "--scope", "admin"]);
+    assert!(
+        again.status.success(),
+        "a revoked name is free: {:?}",
+        text(&again)
+    );
+    let list = bin()
+        .args(["token", "list"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let listing = text(&list).0;
+    assert_eq!(listing.matches("commas").count(), 2, "{listing}");
+    assert!(
+        listing.contains("revoked") && listing.contains("active"),
+        "{listing}"
+    );
+}

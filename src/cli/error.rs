@@ -74,7 +74,9 @@ impl From<DbError> for CliError {
             DbError::Key(k) => k.into(),
             DbError::Unavailable(m) => Self::new(Self::DATABASE, m),
             DbError::NoSchema => Self::new(Self::DATABASE, DbError::NoSchema.to_string()),
-            DbError::Invalid(i) => Self::new(Self::DATA, format!("invalid {i}")),
+            DbError::Invalid(i) => {
+                Self::new(Self::DATA, format!("invalid {}: {}", i.field, i.reason))
+            }
             DbError::NotFound => Self::new(Self::NOT_FOUND, "not found"),
             // The database answered; the schema change did not go through.
             // Not exit 4: nothing is unreachable, retrying will not help.

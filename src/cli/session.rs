@@ -150,7 +150,7 @@ async fn put(args: PutArgs, env: &dyn Env) -> Result<(), CliError> {
     let input = input_from(args)?;
     input
         .validate()
-        .map_err(|e| data_error(format!("invalid {e}")))?;
+        .map_err(|e| data_error(format!("invalid {}: {}", e.field, e.reason)))?;
     let mut store = store::open(env).await?;
     let done = sessions::upsert(&mut store.conn, &store.vault, &AuditContext::cli(), &input)
         .await

@@ -16,8 +16,8 @@ pub enum TokenCommand {
         #[arg(long)]
         name: String,
         /// sessions:read (credentials), sessions:write, sessions:list, admin (everything).
-        /// Repeat or separate with commas.
-        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        /// Any of `--scope a,b`, `--scope a b` and `--scope a --scope b`.
+        #[arg(long = "scope", required = true, num_args = 1.., value_delimiter = ',')]
         scopes: Vec<Scope>,
     },
     /// List tokens: names, scopes, use. Never the secrets.

@@ -192,11 +192,13 @@ impl Http {
             None => self.agent.run(builder.body(()).unwrap()),
         };
         let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        Response {
+        let response = Response {
             status: resp.status().as_u16(),
             headers: resp.headers().clone(),
             body: resp.body_mut().read_to_vec().unwrap_or_default(),
-        }
+        };
+        record_exchange(method, path, &response);
+        response
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -223,6 +225,46 @@ impl Http {
             Some(("application/json", body.to_string().as_bytes())),
             &[],
         )
+    }
+}
+
+/// With `VIBEE_RECORD_EXCHANGES=DIR`, every response this client gets is
+/// appended to `DIR/<pid>.jsonl`, so that `scripts/test.sh` can check each
+/// one against the schema the OpenAPI document declares for it
+/// (tests/clients/openapi_check.py exchanges).
+fn record_exchange(method: &str, path: &str, response: &Response) {
+    use std::io::Write;
+    use std::sync::Mutex;
+    static FILE: Mutex<Option<std::fs::File>> = Mutex::new(None);
+    let Some(dir) = std::env::var_os("VIBEE_RECORD_EXCHANGES") else {
+        return;
+    };
+    let headers: serde_json::Map<String, serde_json::Value> = response
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.into())))
+        .collect();
+    let line = serde_json::json!({
+        "method": method,
+        "url": path,
+        "status": response.status,
+        "headers": headers,
+        "body": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &response.body),
+    });
+    let mut file = FILE.lock().unwrap_or_else(|p| p.into_inner());
+    if file.is_none() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = std::path::Path::new(&dir).join(format!("{}.jsonl", std::process::id()));
+        *file = Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        );
+    }
+    if let Some(f) = file.as_mut() {
+        writeln!(f, "{line}").unwrap();
     }
 }
 

@@ -1,0 +1,3 @@
+module vibee-sessions/bridge-test
+
+go 1.19
