@@ -133,6 +133,8 @@ def test_leases_take_renew_release_and_fencing(client, make_session):
     sid = make_session("leased")
     a = client.take_lease(sid, "host-a", 30)
     assert (a.session_id, a.holder) == (sid, "host-a") and a.fence > 0
+    (listed,) = client.list_sessions()
+    assert listed.lease is not None and (listed.lease.holder, listed.lease.fence) == ("host-a", a.fence)
     with pytest.raises(vs.LeaseHeld) as err:
         client.take_lease(sid, "host-b", 30)
     assert err.value.code == "lease_held"

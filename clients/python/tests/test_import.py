@@ -217,3 +217,13 @@ def test_a_session_in_use_elsewhere_is_not_overwritten(server, token, client, ma
     assert client.get_blob(sid).data.reveal() == b"live client's blob"
     assert f.exists()
     client.release_lease(lease)
+
+
+def test_a_deactivated_tenant_is_refused_before_anything_is_written(server, token, client, make_session, tmp_path, api_hash_file):
+    sid = make_session("8888")
+    client.deactivate_session(sid)
+    f = tmp_path / "gone.session"
+    telethon_file(f, self_id=8888)
+    out = run_import(server, token, ["telethon", str(f), "--api-id", "1", "--api-hash-file", api_hash_file])
+    assert out.returncode == 2
+    assert f"{f}: is_active:" in out.stderr and "nothing was written" in out.stderr

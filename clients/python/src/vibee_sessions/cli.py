@@ -165,10 +165,23 @@ def _preflight(client: Client, plans: List[Plan], holder: str) -> None:
     """Ask the server about every tenant before anything is written."""
     for plan in plans:
         try:
-            plan.existing = client.find_session(plan.user_id).session_id
+            found = client.find_session(plan.user_id)
         except NotFound:
             plan.existing = None
             continue
+        plan.existing = found.session_id
+        if plan.session_id and plan.session_id != found.session_id:
+            raise SourceError(
+                plan.item.source,
+                "session_id",
+                f"user_id {plan.user_id} already has session {found.session_id}, not {plan.session_id}",
+            )
+        if not found.is_active:
+            raise SourceError(
+                plan.item.source,
+                "is_active",
+                f"session {found.session_id} of user_id {plan.user_id} is deactivated: reactivate it first",
+            )
         lease = client.get_lease(plan.existing)
         if lease is not None and lease.holder != holder:
             raise SourceError(

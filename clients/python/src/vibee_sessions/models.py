@@ -35,6 +35,8 @@ class SessionInfo:
     updated_at: Optional[str] = None
     #: The ``ETag`` of the answer (``"<version>"``), for ``if_match=``.
     etag: Optional[str] = None
+    #: The live lease, in a listing (``None``: nobody holds it, or not listed).
+    lease: Optional["Lease"] = None
     #: Every field of the answer, including ones this version does not know.
     raw: Dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
@@ -61,6 +63,7 @@ class SessionInfo:
             created_at=body.get("created_at"),
             updated_at=body.get("updated_at"),
             etag=_quoted_etag(etag),
+            lease=Lease.from_json(body["lease"]) if isinstance(body.get("lease"), dict) else None,
             raw=meta,
         )
 
