@@ -276,7 +276,7 @@ fn load(args: &[String]) -> i32 {
                             stats,
                             pick,
                             "GET",
-                            &format!("/api/v1/sessions/{uid}"),
+                            &format!("/api/v1/users/{uid}/session"),
                             None,
                         ) && r.status == 200
                         {
@@ -430,7 +430,7 @@ fn verify(args: &[String]) -> i32 {
                         let mut found = None;
                         // A few tries through a 503 (a replica still starting).
                         for attempt in 0..20 {
-                            let path = format!("/api/v1/sessions/{uid}");
+                            let path = format!("/api/v1/users/{uid}/session");
                             match client.send(stats, t + i + attempt, "GET", &path, None) {
                                 Some(r) if r.status == 200 => {
                                     found = serde_json::from_slice::<Value>(&r.body).ok();

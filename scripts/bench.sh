@@ -109,7 +109,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 curl -fs "$base/healthz" >/dev/null || { cat "$work/server.log" >&2; say "the server did not start"; exit 1; }
-curl -fs -H "Authorization: Bearer $TOKEN" "$base/api/v1/sessions/bench0000000" >/dev/null \
+curl -fs -H "Authorization: Bearer $TOKEN" "$base/api/v1/users/bench0000000/session" >/dev/null \
   || { say "a seeded session does not read back"; exit 1; }
 
 # --- load ----------------------------------------------------------------

@@ -526,8 +526,13 @@ fn api_bin(api: &FakeApi) -> Command {
 #[test]
 fn one_tenant_from_the_api_without_a_master_key() {
     let api = FakeApi::start(vec![
-        ("GET", "/api/v1/sessions/u1", 200, api_session("u1", true)),
-        ("PATCH", "/api/v1/sessions/u1", 200, meta("u1")),
+        (
+            "GET",
+            "/api/v1/users/u1/session",
+            200,
+            api_session("u1", true),
+        ),
+        ("PATCH", "/api/v1/sessions/s-u1", 200, meta("u1")),
     ]);
     let o = api_bin(&api)
         .args(["--user-id", "u1", "--format", "json"])
@@ -577,13 +582,13 @@ fn api_failures_map_to_the_same_exit_codes() {
     let api = FakeApi::start(vec![
         (
             "GET",
-            "/api/v1/sessions/off",
+            "/api/v1/users/off/session",
             200,
             api_session("off", false),
         ),
         (
             "GET",
-            "/api/v1/sessions/denied",
+            "/api/v1/users/denied/session",
             403,
             json!({"error": "token lacks scope sessions:read", "code": "forbidden"}),
         ),
@@ -645,12 +650,27 @@ fn all_tenants_from_the_api_page_by_page_into_exec() {
             200,
             json!({"sessions": [meta("u3")], "next_cursor": null}),
         ),
-        ("GET", "/api/v1/sessions/u1", 200, api_session("u1", true)),
-        ("GET", "/api/v1/sessions/u2", 200, api_session("u2", true)),
-        ("GET", "/api/v1/sessions/u3", 200, api_session("u3", true)),
-        ("PATCH", "/api/v1/sessions/u1", 200, meta("u1")),
-        ("PATCH", "/api/v1/sessions/u2", 200, meta("u2")),
-        ("PATCH", "/api/v1/sessions/u3", 200, meta("u3")),
+        (
+            "GET",
+            "/api/v1/users/u1/session",
+            200,
+            api_session("u1", true),
+        ),
+        (
+            "GET",
+            "/api/v1/users/u2/session",
+            200,
+            api_session("u2", true),
+        ),
+        (
+            "GET",
+            "/api/v1/users/u3/session",
+            200,
+            api_session("u3", true),
+        ),
+        ("PATCH", "/api/v1/sessions/s-u1", 200, meta("u1")),
+        ("PATCH", "/api/v1/sessions/s-u2", 200, meta("u2")),
+        ("PATCH", "/api/v1/sessions/s-u3", 200, meta("u3")),
     ]);
     let o = api_bin(&api)
         .env("MULTI_TENANT", "true")

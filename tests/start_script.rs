@@ -94,7 +94,7 @@ async fn start_script_then_the_readme_curl_examples() {
     let got = server
         .client()
         .with_token(token_before.trim())
-        .get("/api/v1/sessions/144022504");
+        .get("/api/v1/users/144022504/session");
     assert_eq!(got.status, 200);
 }
 

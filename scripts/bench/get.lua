@@ -1,4 +1,4 @@
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 function request()
-  return wrk.format("GET", "/api/v1/sessions/" .. user_id())
+  return wrk.format("GET", "/api/v1/users/" .. user_id() .. "/session")
 end

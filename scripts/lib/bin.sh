@@ -6,10 +6,14 @@ vibee_sessions_bin() {
     printf '%s\n' "$VIBEE_SESSIONS_BIN"
     return
   fi
-  local root bin
+  local root bin target_dir
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-  bin="$root/target/release/vibee-sessions"
   if [ -f "$root/Cargo.toml" ] && command -v cargo >/dev/null 2>&1; then
+    # Where cargo puts its builds: CARGO_TARGET_DIR, .cargo/config.toml, or
+    # target/ (cargo says; a hard-coded target/ missed the first two).
+    target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+      sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    bin="${target_dir:-$root/target}/release/vibee-sessions"
     if [ ! -x "$bin" ] || [ -n "$(cd "$root" && find src migrations Cargo.toml Cargo.lock -newer "$bin" -print -quit)" ]; then
       echo "building vibee-sessions (cargo build --release; a few minutes the first time) ..." >&2
       (cd "$root" && cargo build --release --locked --bin vibee-sessions) >&2

@@ -20,7 +20,7 @@ function request()
   local u = string.format("bench%07d", math.random(0, users - 1))
   local r = math.random()
   if r < 0.80 then
-    return wrk.format("GET", "/api/v1/sessions/" .. u, auth)
+    return wrk.format("GET", "/api/v1/users/" .. u .. "/session", auth)
   elseif r < 0.95 then
     local body = string.format(
       '{"user_id":"%s","api_id":12345,"api_hash":"%032x","phone":"+1555%07d"}',

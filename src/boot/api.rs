@@ -23,7 +23,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 
 const PAGE: u32 = 500;
 
-/// `GET /api/v1/sessions/{user_id}`.
+/// `GET /api/v1/users/{user_id}/session`.
 #[derive(Deserialize)]
 struct Credentials {
     user_id: String,
@@ -55,6 +55,8 @@ struct ListPage {
 #[derive(Deserialize)]
 struct ErrorBody {
     error: String,
+    #[serde(default)]
+    code: String,
 }
 
 pub struct ApiSource {
@@ -83,11 +85,21 @@ impl ApiSource {
         Zeroizing::new(format!("Bearer {}", self.token.expose_secret()))
     }
 
-    fn session_url(&self, user_id: &str) -> String {
+    /// A tenant's session with its credentials (the API's user_id route).
+    fn credentials_url(&self, user_id: &str) -> String {
+        format!(
+            "{}/api/v1/users/{}/session",
+            self.base,
+            utf8_percent_encode(user_id, SEGMENT)
+        )
+    }
+
+    /// A session by its own id (the API's session_id routes).
+    fn session_url(&self, session_id: &str) -> String {
         format!(
             "{}/api/v1/sessions/{}",
             self.base,
-            utf8_percent_encode(user_id, SEGMENT)
+            utf8_percent_encode(session_id, SEGMENT)
         )
     }
 
@@ -108,11 +120,13 @@ impl ApiSource {
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        let reason = serde_json::from_str::<ErrorBody>(&body)
-            .map(|b| b.error)
-            .unwrap_or_else(|_| "no error message".into());
+        let (reason, code) = serde_json::from_str::<ErrorBody>(&body)
+            .map(|b| (b.error, b.code))
+            .unwrap_or_else(|_| ("no error message".into(), String::new()));
         Err(match status {
             404 => not_found(),
+            // A deactivated session serves no credentials (docs/API.md).
+            409 if code == "session_inactive" => BootError::Inactive(what.to_owned()),
             401 | 403 => BootError::Denied(format!(
                 "{what}: the API refused the token ({status}: {reason}); \
                  VIBEE_TOKEN needs the sessions:read scope"
@@ -126,7 +140,7 @@ impl ApiSource {
         let what = format!("GET session {user_id}");
         let result = self
             .agent
-            .get(&self.session_url(user_id))
+            .get(&self.credentials_url(user_id))
             .header("Authorization", self.bearer().as_str())
             .header("Accept", "application/json")
             .call();
@@ -135,11 +149,11 @@ impl ApiSource {
             .map_err(|e| BootError::Failure(format!("{what}: unexpected answer from the API: {e}")))
     }
 
-    fn touch(&self, user_id: &str) -> Result<(), BootError> {
+    fn touch(&self, user_id: &str, session_id: &str) -> Result<(), BootError> {
         let body = serde_json::json!({ "last_seen_at": chrono::Utc::now().to_rfc3339() });
         let result = self
             .agent
-            .patch(&self.session_url(user_id))
+            .patch(&self.session_url(session_id))
             .header("Authorization", self.bearer().as_str())
             .header("Content-Type", "application/json")
             .send(body.to_string());
@@ -181,11 +195,14 @@ impl ApiSource {
     }
 
     pub fn load_user(&self, user_id: &str) -> Result<TenantConfig, BootError> {
-        let c = self.get_credentials(user_id)?;
+        let c = self.get_credentials(user_id).map_err(|e| match e {
+            BootError::Inactive(_) => BootError::Inactive(user_id.to_owned()),
+            other => other,
+        })?;
         if !c.is_active {
             return Err(BootError::Inactive(user_id.to_owned()));
         }
-        self.touch(user_id)?;
+        self.touch(user_id, &c.session_id)?;
         self.config(c)
     }
 
@@ -217,13 +234,13 @@ impl ApiSource {
             for listed in page.sessions {
                 let c = match self.get_credentials(&listed.user_id) {
                     // Deactivated or purged since the listing: not ours to start.
-                    Err(BootError::UnknownUser(_)) => continue,
+                    Err(BootError::UnknownUser(_) | BootError::Inactive(_)) => continue,
                     other => other?,
                 };
                 if !c.is_active {
                     continue;
                 }
-                self.touch(&listed.user_id)?;
+                self.touch(&listed.user_id, &c.session_id)?;
                 sink(self.config(c)?)?;
                 count += 1;
             }
