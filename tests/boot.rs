@@ -635,46 +635,25 @@ fn api_failures_map_to_the_same_exit_codes() {
     assert_eq!(o.status.code(), Some(4), "an unreachable API: {}", err(&o));
 }
 
-#[test]
-fn all_tenants_from_the_api_page_by_page_into_exec() {
-    let api = FakeApi::start(vec![
-        (
-            "GET",
-            "/api/v1/sessions?limit=500",
-            200,
-            json!({"sessions": [meta("u1"), meta("u2")], "next_cursor": "u2"}),
-        ),
-        (
-            "GET",
-            "/api/v1/sessions?limit=500&cursor=u2",
-            200,
-            json!({"sessions": [meta("u3")], "next_cursor": null}),
-        ),
-        (
-            "GET",
-            "/api/v1/users/u1/session",
-            200,
-            api_session("u1", true),
-        ),
-        (
-            "GET",
-            "/api/v1/users/u2/session",
-            200,
-            api_session("u2", true),
-        ),
-        (
-            "GET",
-            "/api/v1/users/u3/session",
-            200,
-            api_session("u3", true),
-        ),
-        ("PATCH", "/api/v1/sessions/s-u1", 200, meta("u1")),
-        ("PATCH", "/api/v1/sessions/s-u2", 200, meta("u2")),
-        ("PATCH", "/api/v1/sessions/s-u3", 200, meta("u3")),
-    ]);
-    let o = api_bin(&api)
+/// `--all --exec` through the API: the loader supervises the agent and
+/// leases every tenant over REST, so it needs the real server (issue 13).
+#[tokio::test(flavor = "multi_thread")]
+async fn all_tenants_from_the_api_page_by_page_into_exec() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    seed(&db, &key, &["u1", "u2", "u3"]).await;
+    let server = common::server::Server::start(&db, &key);
+    let token = common::server::create_token(
+        &db,
+        "boot-host",
+        "sessions:read,sessions:list,sessions:write",
+    );
+    let o = bin()
+        .env("VIBEE_API_URL", &server.base)
+        .env("VIBEE_TOKEN", &token)
         .env("MULTI_TENANT", "true")
         .args([
+            "boot",
             "--exec",
             "--",
             "sh",
@@ -690,5 +669,16 @@ fn all_tenants_from_the_api_page_by_page_into_exec() {
     let doc: Vec<Value> = serde_json::from_str(json_text).unwrap();
     let users: Vec<_> = doc.iter().map(|t| t["user_id"].as_str().unwrap()).collect();
     assert_eq!(users, ["u1", "u2", "u3"]);
-    assert_eq!(api.requests().iter().filter(|r| r.0 == "PATCH").count(), 3);
+    assert!(doc.iter().all(|t| t["lease_fence"].as_i64().unwrap() > 0));
+    let stamped: i64 = db
+        .client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM user_sessions WHERE last_seen_at IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stamped, 3);
 }

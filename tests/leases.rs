@@ -51,7 +51,11 @@ fn take(api: &Http, sid: &str, holder: &str, ttl: Option<i64>) -> (u16, Value) {
         body["ttl_seconds"] = json!(t);
     }
     let r = api.post_json(&format!("/api/v1/sessions/{sid}/lease"), &body);
-    let v = if r.body.is_empty() { Value::Null } else { r.json() };
+    let v = if r.body.is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    };
     (r.status, v)
 }
 
@@ -59,7 +63,11 @@ fn release(api: &Http, sid: &str, holder: &str, fence: i64) -> (u16, Value) {
     let r = api.delete(&format!(
         "/api/v1/sessions/{sid}/lease?holder={holder}&fence={fence}"
     ));
-    let v = if r.body.is_empty() { Value::Null } else { r.json() };
+    let v = if r.body.is_empty() {
+        Value::Null
+    } else {
+        r.json()
+    };
     (r.status, v)
 }
 
@@ -126,7 +134,10 @@ async fn take_renew_conflict_release_and_get() {
     let (status, _) = release(&env.reader, "s1", "host-a", fence);
     assert_eq!(status, 204);
     let gone = env.reader.get("/api/v1/sessions/s1/lease");
-    assert_eq!((gone.status, gone.json()["code"].clone()), (404, json!("no_lease")));
+    assert_eq!(
+        (gone.status, gone.json()["code"].clone()),
+        (404, json!("no_lease"))
+    );
     // Released twice: the lease is no longer this one.
     let (status, body) = release(&env.reader, "s1", "host-a", fence);
     assert_eq!((status, body["code"].as_str()), (409, Some("stale_lease")));
@@ -146,7 +157,13 @@ async fn bad_input_unknown_and_inactive_sessions() {
     let env = start().await;
     create(&env.admin, "u1", "s1");
     let r = &env.reader;
-    for (ttl, ok) in [(4, false), (5, true), (3600, true), (3601, false), (0, false)] {
+    for (ttl, ok) in [
+        (4, false),
+        (5, true),
+        (3600, true),
+        (3601, false),
+        (0, false),
+    ] {
         let (status, body) = take(r, "s1", "h", Some(ttl));
         if ok {
             assert_eq!(status, 200, "ttl {ttl}: {body}");
@@ -171,17 +188,23 @@ async fn bad_input_unknown_and_inactive_sessions() {
     // No such session: 404 not_found everywhere (not no_lease).
     let (status, body) = take(r, "nope", "h", None);
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
-    assert_eq!(r.get("/api/v1/sessions/nope/lease").json()["code"], "not_found");
+    assert_eq!(
+        r.get("/api/v1/sessions/nope/lease").json()["code"],
+        "not_found"
+    );
     let (status, _) = release(r, "nope", "h", 1);
     assert_eq!(status, 404);
-    let broke = env.admin.post_json("/api/v1/sessions/nope/lease/break", &json!({}));
+    let broke = env
+        .admin
+        .post_json("/api/v1/sessions/nope/lease/break", &json!({}));
     assert_eq!(broke.status, 404);
     assert_eq!(broke.json()["code"], "not_found");
 
     // Release needs both holder and fence.
     assert_eq!(r.delete("/api/v1/sessions/s1/lease?holder=h").status, 400);
     assert_eq!(
-        r.delete("/api/v1/sessions/s1/lease?holder=h&fence=x").status,
+        r.delete("/api/v1/sessions/s1/lease?holder=h&fence=x")
+            .status,
         400
     );
 
@@ -189,7 +212,10 @@ async fn bad_input_unknown_and_inactive_sessions() {
     create(&env.admin, "u2", "s2");
     assert_eq!(env.admin.delete("/api/v1/sessions/s2").status, 204);
     let (status, body) = take(r, "s2", "h", None);
-    assert_eq!((status, body["code"].as_str()), (409, Some("session_inactive")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("session_inactive"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -201,23 +227,38 @@ async fn scopes_break_and_audit() {
         .client()
         .with_token(&create_token(&env.db, "writer", "sessions:write"));
     let (status, body) = take(&writer, "s1", "h", None);
-    assert_eq!((status, body["required_scope"].as_str()), (403, Some("sessions:read")));
+    assert_eq!(
+        (status, body["required_scope"].as_str()),
+        (403, Some("sessions:read"))
+    );
     assert_eq!(writer.get("/api/v1/sessions/s1/lease").status, 403);
-    assert_eq!(env.server.client().get("/api/v1/sessions/s1/lease").status, 401);
+    assert_eq!(
+        env.server.client().get("/api/v1/sessions/s1/lease").status,
+        401
+    );
 
     let (_, a) = take(&env.reader, "s1", "host-a", None);
     let fa = a["fence"].as_i64().unwrap();
     take(&env.reader, "s1", "host-a", None); // a renewal: not audited
 
     // Breaking is for admin only.
-    let denied = env.reader.post_json("/api/v1/sessions/s1/lease/break", &json!({}));
+    let denied = env
+        .reader
+        .post_json("/api/v1/sessions/s1/lease/break", &json!({}));
     assert_eq!(denied.status, 403);
     assert_eq!(denied.json()["required_scope"], "admin");
-    let broken = env.admin.post_json("/api/v1/sessions/s1/lease/break", &json!({}));
+    let broken = env
+        .admin
+        .post_json("/api/v1/sessions/s1/lease/break", &json!({}));
     assert_eq!(broken.status, 200);
     assert_eq!(broken.json()["holder"], "host-a");
-    let again = env.admin.post_json("/api/v1/sessions/s1/lease/break", &json!({}));
-    assert_eq!((again.status, again.json()["code"].clone()), (404, json!("no_lease")));
+    let again = env
+        .admin
+        .post_json("/api/v1/sessions/s1/lease/break", &json!({}));
+    assert_eq!(
+        (again.status, again.json()["code"].clone()),
+        (404, json!("no_lease"))
+    );
     // The broken holder's fence is dead.
     let (status, _) = release(&env.reader, "s1", "host-a", fa);
     assert_eq!(status, 409);
@@ -227,7 +268,11 @@ async fn scopes_break_and_audit() {
     let fb = b["fence"].as_i64().unwrap();
     assert!(fb > fa);
     expire(&env.db, "s1").await;
-    assert_eq!(env.reader.get("/api/v1/sessions/s1/lease").status, 404, "expired is no lease");
+    assert_eq!(
+        env.reader.get("/api/v1/sessions/s1/lease").status,
+        404,
+        "expired is no lease"
+    );
     let (status, c) = take(&env.reader, "s1", "host-c", None);
     assert_eq!(status, 200);
     let fc = c["fence"].as_i64().unwrap();
@@ -282,7 +327,10 @@ async fn scopes_break_and_audit() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .expect("vibee_lease_renewals_total is exported");
-    assert_eq!(renewals, 1.0, "one renewal (the failed batch renewed nothing)");
+    assert_eq!(
+        renewals, 1.0,
+        "one renewal (the failed batch renewed nothing)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -332,7 +380,10 @@ async fn batched_renewal_list_and_stats() {
         "/api/v1/leases/renew",
         &json!({"holder": "host-a", "ttl_seconds": 1, "fences": {}}),
     );
-    assert_eq!((bad.status, bad.json()["field"].clone()), (422, json!("ttl_seconds")));
+    assert_eq!(
+        (bad.status, bad.json()["field"].clone()),
+        (422, json!("ttl_seconds"))
+    );
 
     // A batch bigger than the default body limit (256 KiB) is accepted.
     let big: serde_json::Map<String, Value> = (0..10_000)
@@ -350,7 +401,10 @@ async fn batched_renewal_list_and_stats() {
         "/api/v1/leases/renew",
         &json!({"holder": "host-a", "fences": too_many}),
     );
-    assert_eq!((r.status, r.json()["field"].clone()), (422, json!("fences")));
+    assert_eq!(
+        (r.status, r.json()["field"].clone()),
+        (422, json!("fences"))
+    );
 
     // The list shows holders and expiry; stats held / free.
     let list = env.admin.get("/api/v1/sessions").json();
@@ -371,13 +425,19 @@ async fn batched_renewal_list_and_stats() {
     // Heartbeats: the live holders, sorted; a leaving one is gone.
     let hb = |h: &str| {
         env.reader
-            .post_json("/api/v1/leases/holders", &json!({"holder": h, "ttl_seconds": 30}))
+            .post_json(
+                "/api/v1/leases/holders",
+                &json!({"holder": h, "ttl_seconds": 30}),
+            )
             .json()["holders"]
             .clone()
     };
     assert_eq!(hb("loader-b"), json!(["loader-b"]));
     assert_eq!(hb("loader-a"), json!(["loader-a", "loader-b"]));
-    assert_eq!(env.reader.delete("/api/v1/leases/holders/loader-b").status, 204);
+    assert_eq!(
+        env.reader.delete("/api/v1/leases/holders/loader-b").status,
+        204
+    );
     assert_eq!(hb("loader-a"), json!(["loader-a"]));
 }
 
@@ -391,16 +451,34 @@ async fn fences_only_grow_across_purge_recreate_and_restart() {
     // Renewals keep it; every change of hands grows it.
     assert_eq!(take(&env.reader, "s1", "a", None).1["fence"], l["fence"]);
     release(&env.reader, "s1", "a", seen[0]);
-    seen.push(take(&env.reader, "s1", "b", None).1["fence"].as_i64().unwrap());
+    seen.push(
+        take(&env.reader, "s1", "b", None).1["fence"]
+            .as_i64()
+            .unwrap(),
+    );
     expire(&env.db, "s1").await;
-    seen.push(take(&env.reader, "s1", "b", None).1["fence"].as_i64().unwrap());
+    seen.push(
+        take(&env.reader, "s1", "b", None).1["fence"]
+            .as_i64()
+            .unwrap(),
+    );
 
     // Purged and created again under the same ids: still larger.
-    assert_eq!(env.admin.delete("/api/v1/sessions/s1?purge=true").status, 204);
+    assert_eq!(
+        env.admin.delete("/api/v1/sessions/s1?purge=true").status,
+        204
+    );
     assert_eq!(env.reader.get("/api/v1/sessions/s1/lease").status, 404);
     create(&env.admin, "u1", "s1");
-    assert_eq!(env.reader.get("/api/v1/sessions/s1/lease").json()["code"], "no_lease");
-    seen.push(take(&env.reader, "s1", "a", None).1["fence"].as_i64().unwrap());
+    assert_eq!(
+        env.reader.get("/api/v1/sessions/s1/lease").json()["code"],
+        "no_lease"
+    );
+    seen.push(
+        take(&env.reader, "s1", "a", None).1["fence"]
+            .as_i64()
+            .unwrap(),
+    );
 
     // A server restart, and a data-key rotation in between.
     env.server.stop();
@@ -411,14 +489,22 @@ async fn fences_only_grow_across_purge_recreate_and_restart() {
         .env("MASTER_KEY", env.key.base64())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     env.server = Server::start(&env.db, &env.key);
     let reader = env
         .server
         .client()
         .with_token(env.reader.token.as_deref().unwrap());
     let l = reader.get("/api/v1/sessions/s1/lease").json();
-    assert_eq!(l["fence"].as_i64().unwrap(), seen[3], "a lease survives a restart");
+    assert_eq!(
+        l["fence"].as_i64().unwrap(),
+        seen[3],
+        "a lease survives a restart"
+    );
     expire(&env.db, "s1").await;
     seen.push(take(&reader, "s1", "c", None).1["fence"].as_i64().unwrap());
     assert!(

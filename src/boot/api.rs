@@ -15,7 +15,7 @@ use crate::domain::decode_session_data;
 use super::{BootError, TenantConfig};
 
 /// Everything but the unreserved characters of RFC 3986 is escaped.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
@@ -60,8 +60,8 @@ struct ErrorBody {
 }
 
 pub struct ApiSource {
-    agent: ureq::Agent,
-    base: String,
+    pub(super) agent: ureq::Agent,
+    pub(super) base: String,
     token: SecretString,
 }
 
@@ -81,7 +81,7 @@ impl ApiSource {
         Ok(Self { agent, base, token })
     }
 
-    fn bearer(&self) -> Zeroizing<String> {
+    pub(super) fn bearer(&self) -> Zeroizing<String> {
         Zeroizing::new(format!("Bearer {}", self.token.expose_secret()))
     }
 

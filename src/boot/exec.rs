@@ -29,7 +29,7 @@ pub const STRIPPED: [&str; 9] = [
     "VIBEE_API_URL",
 ];
 
-fn command(argv: &[OsString]) -> Result<Command, BootError> {
+pub(crate) fn command(argv: &[OsString]) -> Result<Command, BootError> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| BootError::Config("--exec needs a command after --".into()))?;
@@ -45,15 +45,20 @@ fn exec_failed(argv: &[OsString], e: std::io::Error) -> BootError {
     BootError::Failure(format!("cannot start {}: {e}", argv[0].to_string_lossy()))
 }
 
-/// Runs the agent with one tenant's variables. Returns only on failure.
-pub fn exec_one(argv: &[OsString], tenant: &TenantConfig) -> BootError {
-    let mut cmd = match command(argv) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
+/// The agent's command with one tenant's variables.
+pub fn command_one(argv: &[OsString], tenant: &TenantConfig) -> Result<Command, BootError> {
+    let mut cmd = command(argv)?;
     cmd.env_remove("VIBEE_SESSIONS_FD");
     cmd.envs(tenant.env_vars());
-    exec_failed(argv, cmd.exec())
+    Ok(cmd)
+}
+
+/// Runs the agent with one tenant's variables. Returns only on failure.
+pub fn exec_one(argv: &[OsString], tenant: &TenantConfig) -> BootError {
+    match command_one(argv, tenant) {
+        Ok(mut cmd) => exec_failed(argv, cmd.exec()),
+        Err(e) => e,
+    }
 }
 
 /// A memory file to write the tenants' JSON into, inherited across `exec`.
@@ -84,23 +89,33 @@ impl SessionsFile {
 
     /// Seals the contents (the agent reads exactly what was written) and
     /// rewinds, then runs the agent. Returns only on failure.
-    pub fn exec(mut self, argv: &[OsString], count: usize) -> BootError {
+    pub fn exec(self, argv: &[OsString], count: usize) -> BootError {
+        match self.into_command(argv, count) {
+            Ok((mut cmd, _file)) => exec_failed(argv, cmd.exec()),
+            Err(e) => e,
+        }
+    }
+
+    /// Seals and rewinds the file and builds the agent's command; the file
+    /// must stay open until the command is spawned (it is inherited).
+    pub fn into_command(
+        mut self,
+        argv: &[OsString],
+        count: usize,
+    ) -> Result<(Command, File), BootError> {
         let seals =
             libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
         // SAFETY: fcntl on a descriptor we own, with integer arguments.
         if unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-            return BootError::Failure(format!(
+            return Err(BootError::Failure(format!(
                 "cannot seal the in-memory sessions file: {}",
                 std::io::Error::last_os_error()
-            ));
+            )));
         }
-        if let Err(e) = self.file.seek(SeekFrom::Start(0)) {
-            return BootError::Failure(format!("cannot rewind the in-memory sessions file: {e}"));
-        }
-        let mut cmd = match command(argv) {
-            Ok(c) => c,
-            Err(e) => return e,
-        };
+        self.file.seek(SeekFrom::Start(0)).map_err(|e| {
+            BootError::Failure(format!("cannot rewind the in-memory sessions file: {e}"))
+        })?;
+        let mut cmd = command(argv)?;
         // One tenant's variables in a many-tenant agent's environment would
         // only be mistaken for a default tenant.
         for name in [
@@ -114,6 +129,6 @@ impl SessionsFile {
         }
         cmd.env("VIBEE_SESSIONS_FD", self.file.as_raw_fd().to_string());
         cmd.env("VIBEE_SESSIONS_COUNT", count.to_string());
-        exec_failed(argv, cmd.exec())
+        Ok((cmd, self.file))
     }
 }

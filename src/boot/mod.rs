@@ -6,10 +6,14 @@
 //! It uses `db` and `crypto` only; the command line wires it up.
 
 pub mod api;
+mod api_leases;
 pub mod database;
 pub mod exec;
+pub mod leaser;
 pub mod legacy;
 pub mod output;
+pub mod share;
+pub mod supervise;
 mod tenant;
 
 pub use tenant::TenantConfig;
@@ -61,6 +65,19 @@ pub enum BootError {
     Inactive(String),
     #[error("there are no active sessions to start")]
     NoActiveSessions,
+    /// Another holder has the tenant's lease (`--user-id` without `--wait`).
+    #[error(
+        "the session of user_id {user_id} is leased to {holder} until {expires_at}; \
+         another agent runs it (wait with --wait, or break the lease as an admin)"
+    )]
+    LeaseHeld {
+        user_id: String,
+        holder: String,
+        expires_at: String,
+    },
+    /// The supervisor lost its lease (broken, or not renewed in time).
+    #[error("{0}")]
+    LeaseLost(String),
     /// Missing or wrong configuration: a legacy variable, the token, the URL.
     #[error("{0}")]
     Config(String),

@@ -3,16 +3,21 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
 use crate::boot::api::ApiSource;
 use crate::boot::exec::{self, SessionsFile};
+use crate::boot::leaser::Leaser;
 use crate::boot::output::{self, JsonArray};
+use crate::boot::supervise::{Settings, Supervisor};
 use crate::boot::{BootError, Mode, TenantConfig, database, legacy};
 use crate::config::Env;
 use crate::db::activity::AuditContext;
+use crate::db::{DatabaseTarget, PoolSettings, build_pool};
 
 use super::{CliError, store};
 
@@ -29,7 +34,13 @@ enum Format {
     after_help = "Mode: --all or MULTI_TENANT=true starts every active session; \
     --user-id or USER_ID one tenant; otherwise the legacy TELEGRAM_SESSION_ID, \
     TELEGRAM_API_ID and TELEGRAM_API_HASH are passed through (no database needed).\n\
-    Exit codes: 10 unknown user, 11 session deactivated, 12 no active sessions."
+    With --exec (one tenant or --all) the loader supervises the agent: it holds the \
+    tenants' leases as --holder, renews them every third of --lease-ttl, forwards \
+    SIGTERM/SIGINT/SIGHUP, and exits with the agent's status; the agent is killed \
+    if the loader dies. --all with N loaders splits the active sessions between them. \
+    --format without --exec prints and exits and takes no lease.\n\
+    Exit codes: 10 unknown user, 11 session deactivated, 12 no active sessions, \
+    13 the tenant's lease is held by another holder (named, with its expiry)."
 )]
 pub struct BootArgs {
     /// Every active session (as MULTI_TENANT=true).
@@ -42,14 +53,28 @@ pub struct BootArgs {
     /// token in VIBEE_TOKEN (or the file VIBEE_TOKEN_FILE): no master key needed.
     #[arg(long, env = "VIBEE_API_URL", value_name = "URL")]
     api_url: Option<String>,
-    /// What to print: env (one tenant; the default for one) or json (the default for --all).
+    /// What to print: env (one tenant; the default for one) or json (the
+    /// default for --all). Prints and exits: takes no lease.
     #[arg(long, value_enum, conflicts_with = "exec")]
     format: Option<Format>,
-    /// Replace this process with the agent given after `--`: one tenant's
+    /// Run the agent given after `--` and supervise it: one tenant's
     /// credentials in its environment, or many as JSON in the memory file
-    /// whose descriptor number is in VIBEE_SESSIONS_FD.
+    /// whose descriptor number is in VIBEE_SESSIONS_FD; their leases held
+    /// while it runs. (Legacy mode replaces this process with the agent.)
     #[arg(long, requires = "command")]
     exec: bool,
+    /// The lease holder's name (default: <hostname>-<pid>).
+    #[arg(long, env = "VIBEE_HOLDER", value_name = "NAME")]
+    holder: Option<String>,
+    /// Lease time to live (5s-3600s); renewed every third of it.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    lease_ttl: Duration,
+    /// How long the agent has to stop after SIGTERM before SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    stop_grace: Duration,
+    /// With --user-id: wait for a held lease instead of exiting with 13.
+    #[arg(long, requires = "exec")]
+    wait: bool,
     /// The agent's command line (after `--`).
     #[arg(last = true, value_name = "CMD", requires = "exec")]
     command: Vec<OsString>,
@@ -71,6 +96,7 @@ impl From<BootError> for CliError {
             BootError::UnknownUser(_) => Self::NOT_FOUND,
             BootError::Inactive(_) => Self::INACTIVE,
             BootError::NoActiveSessions => Self::NO_ACTIVE_SESSIONS,
+            BootError::LeaseHeld { .. } | BootError::LeaseLost(_) => Self::LEASE_HELD,
             BootError::Config(_) | BootError::Denied(_) => Self::CONFIG,
             BootError::Data(_) => Self::DATA,
             BootError::Unavailable(_) => Self::DATABASE,
@@ -132,6 +158,10 @@ pub fn run(args: BootArgs, env: &dyn Env) -> Result<(), CliError> {
             2,
             "--format env holds one tenant; with --all (or MULTI_TENANT=true) use --format json or --exec",
         ));
+    }
+    if let (Mode::User(_) | Mode::All, Delivery::Exec(argv)) = (&mode, &delivery) {
+        let code = supervise(&args, env, &mode, argv.clone())?;
+        std::process::exit(code);
     }
     match mode {
         // Legacy mode touches neither the database nor the API.
@@ -209,4 +239,107 @@ fn load_all(source: &Source, env: &dyn Env, out: &mut dyn Write) -> Result<usize
         .finish()
         .map_err(|e| CliError::failure(format!("cannot write the output: {e}")))?;
     Ok(count)
+}
+
+/// `30s`, `2m`, `1h`, `500ms`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 2m, 500ms)"))?;
+    Ok(match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    })
+}
+
+/// `<hostname>-<pid>`, with characters outside the identifier rules as `-`.
+fn default_holder() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let host: String = if ok {
+        String::from_utf8_lossy(&buf[..end])
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_-.:@".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(100)
+            .collect()
+    } else {
+        String::new()
+    };
+    let host = host.trim_start_matches('.');
+    let host = if host.is_empty() { "host" } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
+/// Runs the supervisor; returns the exit code to leave with.
+fn supervise(
+    args: &BootArgs,
+    env: &dyn Env,
+    mode: &Mode,
+    argv: Vec<OsString>,
+) -> Result<i32, CliError> {
+    let holder = args.holder.clone().unwrap_or_else(default_holder);
+    crate::db::leases::validate_holder(&holder)
+        .map_err(|e| CliError::new(2, format!("--holder (or VIBEE_HOLDER): {e}")))?;
+    let ttl_ok = (crate::db::leases::MIN_TTL_SECONDS as u64
+        ..=crate::db::leases::MAX_TTL_SECONDS as u64)
+        .contains(&args.lease_ttl.as_secs());
+    if !ttl_ok || args.lease_ttl.subsec_nanos() != 0 {
+        return Err(CliError::new(
+            2,
+            "--lease-ttl must be whole seconds between 5s and 3600s",
+        ));
+    }
+    let settings = Settings {
+        holder,
+        ttl: args.lease_ttl,
+        stop_grace: args.stop_grace,
+        wait: args.wait,
+    };
+    let source = source(args, env)?;
+    // A current-thread runtime on the main thread: the agent is spawned from
+    // this thread, which PR_SET_PDEATHSIG ties its life to.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let leaser = match source {
+            Source::Api(api) => Leaser::Api(Arc::new(api)),
+            Source::Database => {
+                let s = store::open(env).await?;
+                let target = DatabaseTarget::parse(&crate::config::database_url(env)?)?;
+                let pool = build_pool(
+                    &target,
+                    &PoolSettings {
+                        max_size: 2,
+                        ..PoolSettings::default()
+                    },
+                );
+                Leaser::Db {
+                    pool,
+                    vault: Arc::new(s.vault),
+                }
+            }
+        };
+        let supervisor = Supervisor::new(leaser, settings, argv)?;
+        let code = match mode {
+            Mode::User(user_id) => supervisor.run_one(user_id).await?,
+            _ => supervisor.run_all().await?,
+        };
+        Ok::<_, CliError>(code)
+    })
 }

@@ -25,6 +25,8 @@ impl CliError {
     pub const INACTIVE: u8 = 11;
     /// `boot --all`: there is no active session to start.
     pub const NO_ACTIVE_SESSIONS: u8 = 12;
+    /// `boot --exec --user-id`: another holder has the tenant's lease (or ours was lost).
+    pub const LEASE_HELD: u8 = 13;
     /// Input data is malformed or breaks a field rule (sysexits EX_DATAERR).
     pub const DATA: u8 = 65;
 

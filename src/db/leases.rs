@@ -59,7 +59,10 @@ pub enum Change {
 
 #[derive(Debug)]
 pub enum Take {
-    Granted { lease: Lease, change: Change },
+    Granted {
+        lease: Lease,
+        change: Change,
+    },
     /// Another holder has a live lease.
     Held(Lease),
     /// The session is deactivated: nobody may run it.

@@ -19,6 +19,9 @@ pub enum BootSelection<'a> {
     User(&'a str),
     /// The next page of every active session, in `user_id` order after `after`.
     Page { after: Option<&'a str>, limit: i64 },
+    /// The active ones of these sessions (by `session_id`): a boot loader's
+    /// leased set, at most `MAX_PAGE` at a time.
+    Sessions(&'a [String]),
 }
 
 /// The loaded sessions and, for a page, where the next one starts.
@@ -41,6 +44,10 @@ pub async fn load_for_boot(
     let mut limit = 1;
     match selection {
         BootSelection::User(user_id) => query = query.filter(user_sessions::user_id.eq(user_id)),
+        BootSelection::Sessions(ids) => {
+            limit = (ids.len() as i64).clamp(1, super::MAX_PAGE);
+            query = query.filter(user_sessions::session_id.eq_any(ids));
+        }
         BootSelection::Page { after, limit: l } => {
             limit = l.clamp(1, super::MAX_PAGE);
             if let Some(after) = after {
@@ -58,7 +65,7 @@ pub async fn load_for_boot(
     if rows.is_empty() {
         return match selection {
             BootSelection::User(_) => Err(DbError::NotFound),
-            BootSelection::Page { .. } => Ok(BootPage {
+            BootSelection::Page { .. } | BootSelection::Sessions(_) => Ok(BootPage {
                 sessions: Vec::new(),
                 next_cursor,
             }),

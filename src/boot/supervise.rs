@@ -1,0 +1,500 @@
+//! `boot --exec` as a supervisor: the agent runs as our child while we hold
+//! its tenants' leases, renew them every third of the TTL, forward SIGTERM,
+//! SIGINT and SIGHUP, and exit with its status.
+//!
+//! Safety rule: a lease is given up only after the child using it has
+//! stopped. A lease that could not be renewed for half its TTL is dropped
+//! the same way (the child stopped first), so it cannot expire, by the
+//! database's clock, while our child still runs it: our half-TTL is counted
+//! from the moment the last successful renewal was *sent*, and the database
+//! set the expiry a full TTL after a moment no earlier than that.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use zeroize::Zeroizing;
+
+use super::exec::{self, SessionsFile};
+use super::leaser::{Leaser, TakeOutcome};
+use super::share::{self, Slot};
+use super::{BootError, TenantConfig};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub holder: String,
+    pub ttl: Duration,
+    pub stop_grace: Duration,
+    pub wait: bool,
+}
+
+impl Settings {
+    fn ttl_seconds(&self) -> i32 {
+        i32::try_from(self.ttl.as_secs()).unwrap_or(i32::MAX)
+    }
+
+    /// Renewals (and rebalancing) run at about a third of the TTL.
+    fn period(&self) -> Duration {
+        self.ttl / 3
+    }
+}
+
+/// Starts the agent. It gets SIGKILL when we die, however we die.
+fn spawn(mut cmd: Command) -> Result<Child, BootError> {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (prctl, getppid), allocating nothing.
+    // PR_SET_PDEATHSIG fires when the *thread* that forked exits: every
+    // spawn happens on the supervisor's one thread (a current-thread
+    // runtime on the main thread), which lives as long as the process.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // We died between fork and prctl: nobody would kill this child.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .map_err(|e| BootError::Failure(format!("cannot start the agent: {e}")))
+}
+
+fn signal_child(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill with a pid we spawned and have not reaped yet.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+/// A shell's view of a status: the code, or 128 + the signal.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+struct Running {
+    child: Child,
+    set: BTreeSet<String>,
+}
+
+enum Event {
+    Tick,
+    /// The agent exited on its own (or after a forwarded signal).
+    ChildExited(i32),
+    /// A stop was asked for while no agent ran.
+    Stop(i32),
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, BootError> {
+        let make =
+            |k| signal(k).map_err(|e| BootError::Failure(format!("cannot handle signals: {e}")));
+        Ok(Self {
+            term: make(SignalKind::terminate())?,
+            int: make(SignalKind::interrupt())?,
+            hup: make(SignalKind::hangup())?,
+        })
+    }
+}
+
+pub struct Supervisor {
+    leaser: Leaser,
+    settings: Settings,
+    argv: Vec<OsString>,
+    running: Option<Running>,
+    signals: Signals,
+    /// A stop signal arrived: (signal, when).
+    stopping: Option<(i32, Instant)>,
+    /// When the last renewal that kept every lease was sent.
+    renewed_at: Instant,
+    /// Held leases: session id → (slot, fence).
+    held: BTreeMap<String, (Slot, i64)>,
+}
+
+/// A store call that cannot outlast a renewal period: a hung database must
+/// not keep the half-TTL check from running.
+async fn bounded<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, BootError>>,
+) -> Result<T, BootError> {
+    tokio::time::timeout(limit, f).await.unwrap_or_else(|_| {
+        Err(BootError::Unavailable(
+            "the store did not answer in time".into(),
+        ))
+    })
+}
+
+impl Supervisor {
+    pub fn new(leaser: Leaser, settings: Settings, argv: Vec<OsString>) -> Result<Self, BootError> {
+        Ok(Self {
+            leaser,
+            settings,
+            argv,
+            running: None,
+            signals: Signals::new()?,
+            stopping: None,
+            renewed_at: Instant::now(),
+            held: BTreeMap::new(),
+        })
+    }
+
+    /// SIGTERM, then SIGKILL after the grace period; waits for the exit.
+    async fn stop_child(&mut self) -> Option<i32> {
+        let mut running = self.running.take()?;
+        signal_child(&running.child, libc::SIGTERM);
+        let deadline = Instant::now() + self.settings.stop_grace;
+        loop {
+            if let Ok(Some(status)) = running.child.try_wait() {
+                return Some(exit_code(status));
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!("the agent did not stop within --stop-grace; killing it");
+                let _ = running.child.kill();
+                return running.child.wait().ok().map(exit_code);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `deadline`, a signal, or the agent's exit.
+    async fn wait(&mut self, deadline: Instant) -> Event {
+        loop {
+            if let Some(r) = &mut self.running
+                && let Ok(Some(status)) = r.child.try_wait()
+            {
+                self.running = None;
+                return Event::ChildExited(exit_code(status));
+            }
+            if let Some((sig, since)) = self.stopping {
+                match &mut self.running {
+                    None => return Event::Stop(128 + sig),
+                    Some(r) if since.elapsed() >= self.settings.stop_grace => {
+                        let _ = r.child.kill();
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !self.held.is_empty() && self.renewed_at.elapsed() >= self.settings.ttl / 2 {
+                return Event::Tick;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Event::Tick;
+            }
+            let nap = (deadline - now).min(Duration::from_millis(50));
+            let sig = tokio::select! {
+                _ = tokio::time::sleep(nap) => None,
+                _ = self.signals.term.recv() => Some(libc::SIGTERM),
+                _ = self.signals.int.recv() => Some(libc::SIGINT),
+                _ = self.signals.hup.recv() => Some(libc::SIGHUP),
+            };
+            if let Some(sig) = sig {
+                if let Some(r) = &self.running {
+                    signal_child(&r.child, sig);
+                }
+                if sig != libc::SIGHUP && self.stopping.is_none() {
+                    self.stopping = Some((sig, Instant::now()));
+                }
+            }
+        }
+    }
+
+    /// Gives up every lease: the agent is stopped first.
+    async fn release_all(&mut self) {
+        self.stop_child().await;
+        let held = std::mem::take(&mut self.held);
+        for (sid, (_, fence)) in held {
+            let r = bounded(
+                self.settings.period(),
+                self.leaser.release(&sid, &self.settings.holder, fence),
+            );
+            if let Err(e) = r.await {
+                tracing::warn!(session_id = %sid, error = %e, "could not release a lease; it will expire");
+            }
+        }
+    }
+
+    /// Renews every held lease; drops the lost ones (agent stopped first)
+    /// and, past half the TTL without a renewal, all of them.
+    async fn renew(&mut self) {
+        if self.held.is_empty() {
+            self.renewed_at = Instant::now();
+            return;
+        }
+        let sent = Instant::now();
+        let fences: Vec<(String, i64)> = self
+            .held
+            .iter()
+            .map(|(s, (_, f))| (s.clone(), *f))
+            .collect();
+        let r = bounded(
+            self.settings.period(),
+            self.leaser
+                .renew(&self.settings.holder, self.settings.ttl_seconds(), fences),
+        );
+        match r.await {
+            Ok(renewed) => {
+                self.renewed_at = sent;
+                let lost: Vec<String> = self
+                    .held
+                    .keys()
+                    .filter(|s| !renewed.contains(*s))
+                    .cloned()
+                    .collect();
+                if !lost.is_empty() {
+                    tracing::warn!(
+                        lost = lost.len(),
+                        "leases lost (broken or expired); restarting the agent without them"
+                    );
+                    self.stop_child().await;
+                    for s in lost {
+                        self.held.remove(&s);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "renewing the leases failed"),
+        }
+        if !self.held.is_empty() && self.renewed_at.elapsed() >= self.settings.ttl / 2 {
+            tracing::error!(
+                leases = self.held.len(),
+                "no renewal for half the lease TTL: stopping the agent and dropping its leases"
+            );
+            self.stop_child().await;
+            self.held.clear();
+        }
+    }
+
+    fn command(
+        &self,
+        tenants: &[TenantConfig],
+        one: bool,
+    ) -> Result<(Command, Option<std::fs::File>), BootError> {
+        let holder = &self.settings.holder;
+        if one {
+            let t = &tenants[0];
+            let mut cmd = exec::command_one(&self.argv, t)?;
+            let fence = self
+                .held
+                .get(&t.session_id)
+                .map(|(_, f)| *f)
+                .unwrap_or_default();
+            cmd.env("VIBEE_LEASE_HOLDER", holder)
+                .env("VIBEE_LEASE_FENCE", fence.to_string());
+            return Ok((cmd, None));
+        }
+        let mut file = SessionsFile::create()?;
+        let w = file.writer();
+        let mut write = |bytes: &[u8]| {
+            w.write_all(bytes)
+                .map_err(|e| BootError::Failure(format!("cannot write the sessions file: {e}")))
+        };
+        write(b"[")?;
+        for (i, t) in tenants.iter().enumerate() {
+            let mut v = t.to_json();
+            v["lease_fence"] = self.held.get(&t.session_id).map(|(_, f)| *f).into();
+            let item = Zeroizing::new(serde_json::to_vec(&v).expect("JSON"));
+            write(if i == 0 { b"\n" } else { b",\n" })?;
+            write(&item)?;
+        }
+        write(b"\n]\n")?;
+        let (mut cmd, file) = file.into_command(&self.argv, tenants.len())?;
+        // Descriptor 3 in the agent, as after an exec from a fresh process
+        // (a shell can redirect only single-digit descriptors).
+        let raw = file.as_raw_fd();
+        // SAFETY: dup2 is async-signal-safe; it clears close-on-exec on the copy.
+        unsafe {
+            cmd.pre_exec(move || {
+                if raw != 3 && libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.env("VIBEE_SESSIONS_FD", "3")
+            .env("VIBEE_LEASE_HOLDER", holder);
+        Ok((cmd, Some(file)))
+    }
+
+    /// (Re)starts the agent when the held set differs from the one it runs.
+    async fn converge(&mut self, one: bool) -> Result<(), BootError> {
+        let want: BTreeSet<String> = self.held.keys().cloned().collect();
+        if self.running.as_ref().is_some_and(|r| r.set == want)
+            || (self.running.is_none() && want.is_empty())
+        {
+            return Ok(());
+        }
+        self.stop_child().await;
+        if want.is_empty() || self.stopping.is_some() {
+            return Ok(());
+        }
+        let slots: Vec<Slot> = self.held.values().map(|(s, _)| s.clone()).collect();
+        let tenants = bounded(self.settings.ttl / 2, self.leaser.load(slots)).await?;
+        if tenants.is_empty() {
+            return Ok(());
+        }
+        let set: BTreeSet<String> = tenants.iter().map(|t| t.session_id.clone()).collect();
+        let (cmd, file) = self.command(&tenants, one)?;
+        let child = spawn(cmd)?;
+        drop(file);
+        tracing::info!(tenants = set.len(), pid = child.id(), "agent started");
+        self.running = Some(Running { child, set });
+        Ok(())
+    }
+
+    async fn finish(&mut self, code: i32) -> i32 {
+        self.release_all().await;
+        let _ = bounded(
+            self.settings.period(),
+            self.leaser.leave(&self.settings.holder),
+        )
+        .await;
+        code
+    }
+
+    /// One tenant: take its lease (or wait for it), run the agent, renew.
+    pub async fn run_one(mut self, user_id: &str) -> Result<i32, BootError> {
+        let slot = self.leaser.find_user(user_id).await?;
+        let ttl = self.settings.ttl_seconds();
+        loop {
+            match self
+                .leaser
+                .take(&slot.session_id, &self.settings.holder, ttl)
+                .await?
+            {
+                TakeOutcome::Granted(g) => {
+                    self.renewed_at = Instant::now();
+                    self.held
+                        .insert(slot.session_id.clone(), (slot.clone(), g.fence));
+                    break;
+                }
+                TakeOutcome::Held { holder, expires_at } if !self.settings.wait => {
+                    return Err(BootError::LeaseHeld {
+                        user_id: user_id.to_owned(),
+                        holder,
+                        expires_at: expires_at.to_rfc3339(),
+                    });
+                }
+                TakeOutcome::Held { holder, .. } => {
+                    tracing::info!(%holder, "the lease is held; waiting (--wait)");
+                    if let Event::Stop(code) =
+                        self.wait(Instant::now() + Duration::from_secs(1)).await
+                    {
+                        return Ok(code);
+                    }
+                }
+                TakeOutcome::Gone => return Err(BootError::Inactive(user_id.to_owned())),
+            }
+        }
+        if let Err(e) = self.converge(true).await {
+            self.finish(1).await;
+            return Err(e);
+        }
+        if self.running.is_none() {
+            self.finish(1).await;
+            return Err(BootError::Inactive(user_id.to_owned()));
+        }
+        loop {
+            let deadline = Instant::now() + self.settings.period();
+            match self.wait(deadline).await {
+                Event::ChildExited(code) | Event::Stop(code) => return Ok(self.finish(code).await),
+                Event::Tick => {}
+            }
+            self.renew().await;
+            if self.held.is_empty() {
+                self.finish(0).await;
+                return Err(BootError::LeaseLost(format!(
+                    "lost the lease of user_id {user_id} (broken, or not renewed for half its TTL); the agent was stopped"
+                )));
+            }
+        }
+    }
+
+    /// Takes its share, hands over what is above it, drops what is gone.
+    async fn rebalance(&mut self) -> Result<usize, BootError> {
+        let ttl = self.settings.ttl_seconds();
+        let limit = self.settings.period();
+        let live = bounded(limit, self.leaser.heartbeat(&self.settings.holder, ttl)).await?;
+        let slots = bounded(limit, self.leaser.slots()).await?;
+        let held: BTreeSet<String> = self.held.keys().cloned().collect();
+        let plan = share::plan(&self.settings.holder, &live, &slots, &held);
+        let out: Vec<String> = plan.drop.iter().chain(&plan.release).cloned().collect();
+        if !out.is_empty() {
+            tracing::info!(
+                handing_over = plan.release.len(),
+                dropped = plan.drop.len(),
+                share = plan.share,
+                "giving up leases"
+            );
+            // The agent stops before anyone else can take what it runs.
+            self.stop_child().await;
+            for sid in out {
+                if let Some((_, fence)) = self.held.remove(&sid) {
+                    bounded(
+                        limit,
+                        self.leaser.release(&sid, &self.settings.holder, fence),
+                    )
+                    .await?;
+                }
+            }
+        }
+        let by_id: BTreeMap<&str, &Slot> =
+            slots.iter().map(|s| (s.session_id.as_str(), s)).collect();
+        for sid in plan.candidates {
+            if self.held.len() >= plan.share {
+                break;
+            }
+            if let TakeOutcome::Granted(g) =
+                bounded(limit, self.leaser.take(&sid, &self.settings.holder, ttl)).await?
+            {
+                let slot = (*by_id[sid.as_str()]).clone();
+                self.held.insert(sid, (slot, g.fence));
+            }
+        }
+        Ok(slots.len())
+    }
+
+    /// Every active session, split with the other live loaders.
+    pub async fn run_all(mut self) -> Result<i32, BootError> {
+        let mut first = true;
+        loop {
+            let tick = Instant::now();
+            self.renew().await;
+            match self.rebalance().await {
+                Ok(0) if first => {
+                    self.finish(0).await;
+                    return Err(BootError::NoActiveSessions);
+                }
+                Ok(_) => first = false,
+                Err(e) if first => {
+                    self.finish(0).await;
+                    return Err(e);
+                }
+                Err(e) => tracing::warn!(error = %e, "rebalancing failed; keeping the current set"),
+            }
+            if let Err(e) = self.converge(false).await {
+                tracing::warn!(error = %e, "could not start the agent; retrying next period");
+            }
+            match self.wait(tick + self.settings.period()).await {
+                Event::ChildExited(code) | Event::Stop(code) => return Ok(self.finish(code).await),
+                Event::Tick => {}
+            }
+        }
+    }
+}
