@@ -68,12 +68,17 @@ def token(value: Optional[str], env: Optional[Mapping[str, str]] = None) -> str:
 
 
 def holder(value: Optional[str], env: Optional[Mapping[str, str]] = None) -> str:
-    """The lease holder: the argument, else VIBEE_HOLDER, else <hostname>-<pid>.
+    """The lease holder: the argument, else VIBEE_LEASE_HOLDER, else
+    VIBEE_HOLDER, else <hostname>-<pid>.
 
-    The default matches ``vibee-sessions boot``; characters the server's
-    identifier rule refuses are replaced with ``-``.
+    ``vibee-sessions boot --exec`` puts its own holder name in the agent's
+    VIBEE_LEASE_HOLDER: an adapter in that agent then finds the lease held
+    under its name and adopts it instead of competing with its supervisor.
+    The last default matches boot's; characters the server's identifier rule
+    refuses are replaced with ``-``.
     """
-    name = value or _env(env).get("VIBEE_HOLDER") or ""
+    e = _env(env)
+    name = value or e.get("VIBEE_LEASE_HOLDER") or e.get("VIBEE_HOLDER") or ""
     if not name:
         host = re.sub(r"[^A-Za-z0-9_.:@-]", "-", socket.gethostname()) or "host"
         name = f"{host.lstrip('.')}-{os.getpid()}"[-128:]
