@@ -222,6 +222,8 @@ if [ "$criterion" = 1 ]; then
   ' "$work/criterion.txt")
 fi
 
+source "$root/scripts/bench/leases.sh"
+
 # --- report --------------------------------------------------------------
 f() { echo "${R[$1]:-0 0 0 0 0}" | awk -v k="$2" '{print $k}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b+0 == 0) print "n/a"; else printf "%.2f", a/b }'; }
@@ -307,6 +309,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
     cat "$BENCH_NOTES"
   fi
 } >"$out"
+cat "$work/leases.md" >>"$out"
 say "wrote $out"
 cat "$out"
 # For CI: a run that saw an error (non-2xx, socket error, no result) fails.
@@ -317,4 +320,5 @@ for k in "${!R[@]}"; do
 done
 [ "$errors_in_log" = 0 ] || { say "the server logged $errors_in_log ERROR lines"; bad=1; }
 [ "$booted" = "$tenants" ] || { say "boot returned $booted tenants, not $tenants"; bad=1; }
+[ -z "${bad_leases:-}" ] || bad=1
 exit $bad

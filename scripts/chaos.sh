@@ -19,6 +19,9 @@
 #   replicas  three `serve` replicas on one database, load spread over them,
 #             a data key rotation, a master key rotation and a rolling restart
 #             in the middle: every read right, every write kept
+#   leases    3 `boot --all --exec` loaders over 300 tenants through kill -9,
+#             a join, a rolling restart, a PostgreSQL restart and a rotation:
+#             no tenant in two agents at once (scripts/chaos/leases.sh)
 #
 # Needs: cargo, PostgreSQL 15 server binaries (PG_BIN, default
 # /usr/lib/postgresql/15/bin), psql, runuser when run as root. Builds the
@@ -279,7 +282,8 @@ for scenario in "${scenarios[@]}"; do
     verify "$targets" "$ledger_r" "3 replicas + rotate + rotate-master + rolling restart"
     DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/chaos" "$bin" token create --name chaos-main --scope admin >"$work/token"
     ;;
-  *) die "unknown scenario $scenario (kill pg rotate slow replicas)" ;;
+  leases) source scripts/chaos/leases.sh ;;
+  *) die "unknown scenario $scenario (kill pg rotate slow replicas leases)" ;;
   esac
 done
 

@@ -15,7 +15,8 @@
 #
 # A crash is saved under fuzz/artifacts/TARGET/; reproduce it with
 #   cd fuzz && cargo fuzz run -s none -O TARGET artifacts/TARGET/crash-...
-# and make it a regression test (tests/fuzz_regressions.rs).
+# and make it a regression test beside the code it exercises (e.g. a #[test]
+# in src/crypto/tests.rs feeding the saved input to the same function).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 

@@ -285,7 +285,7 @@ async fn scopes_break_and_audit() {
     assert_eq!(renew.json()["lost"], json!(["s1"]));
     assert_eq!(release(&env.reader, "s1", "host-c", fc).0, 204);
 
-    let trail = env.admin.get("/api/v1/sessions/u1/activity").json();
+    let trail = env.admin.get("/api/v1/sessions/s1/activity").json();
     let kinds: Vec<(String, String)> = trail["activity"]
         .as_array()
         .unwrap()

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::activity::{Activity, TrailOf};
+use crate::db::sessions;
 use crate::domain::{SessionId, UserId};
 
 use super::auth::{Auth, List};
@@ -35,8 +36,8 @@ async fn trail(
     of: TrailOf<'_>,
     params: ActivityParams,
 ) -> AppResult<Json<ActivityPage>> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
+    let limit = params.limit.unwrap_or(sessions::DEFAULT_PAGE);
+    if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
             "limit",
             "limit must be between 1 and 1000",

@@ -19,6 +19,7 @@ pub struct ErrorBody {
     /// `invalid_field`, `unauthorized`, `forbidden`, `not_found`,
     /// `no_session_data`, `method_not_allowed`, `request_timeout`,
     /// `conflict`, `session_inactive`, `precondition_failed`,
+    /// `lease_held`, `stale_lease`, `no_lease`,
     /// `payload_too_large`, `unsupported_media_type`, `integrity_error`,
     /// `internal_error`, `unavailable`, `timeout`.
     #[schema(value_type = String)]
@@ -31,14 +32,18 @@ pub struct ErrorBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     required_scope: Option<&'static str>,
+    /// The live lease holder, with `lease_held` and `stale_lease` (409).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holder: Option<String>,
+    /// When the live lease expires (the database's clock), with `holder`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug)]
 pub struct AppError {
     status: StatusCode,
     body: ErrorBody,
-    /// Members beyond the common ones (`holder`, `expires_at` of a lease conflict).
-    extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 pub type AppResult<T> = Result<T, AppError>;
@@ -52,9 +57,17 @@ impl AppError {
                 code,
                 field: None,
                 required_scope: None,
+                holder: None,
+                expires_at: None,
             },
-            extra: Vec::new(),
         }
+    }
+
+    /// Names the live lease holder and its expiry (409 about a lease).
+    pub fn with_lease(mut self, holder: &str, expires_at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.body.holder = Some(holder.to_owned());
+        self.body.expires_at = Some(expires_at);
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -131,12 +144,6 @@ impl AppError {
         )
     }
 
-    /// Adds a member to the error body (e.g. who holds a lease).
-    pub fn with(mut self, key: &'static str, value: serde_json::Value) -> Self {
-        self.extra.push((key, value));
-        self
-    }
-
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -201,11 +208,7 @@ impl From<DbError> for AppError {
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::to_value(&self.body).unwrap_or_default();
-        for (k, v) in self.extra {
-            body[k] = v;
-        }
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = (self.status, axum::Json(self.body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

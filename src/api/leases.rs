@@ -7,25 +7,17 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::leases::{self, DEFAULT_TTL_SECONDS, Lease, Release, Take};
 use crate::db::sessions::{Page, SessionMeta};
+use crate::domain::SessionId;
 
 use super::auth::{Admin, Auth, Read};
 use super::error::{AppError, AppResult};
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{JsonBody, PathId, QueryParams};
 use super::{App, ErrorBody};
-
-/// A path or body identifier held to the identifier rules (the error names
-/// the field, never the value). Local since the extractor moved to `PathId`.
-fn path_id(field: &'static str, value: &str) -> AppResult<()> {
-    crate::db::validate::identifier(field, value)
-        .map_err(|i| AppError::invalid_field(i.field, i.to_string()))
-}
 
 /// Routes whose bodies may be larger than the default limit: a batched
 /// renewal of 10,000 leases is about half a megabyte.
@@ -46,17 +38,6 @@ pub struct TakeLease {
     ttl_seconds: Option<i32>,
 }
 
-/// The body of a 409 about a lease: `lease_held` names the live holder and
-/// its expiry; `stale_lease` the live holder when there is one.
-#[derive(Serialize, ToSchema)]
-pub struct LeaseConflict {
-    error: String,
-    /// `lease_held`, `stale_lease`, `lease_required` or `session_inactive`.
-    code: String,
-    holder: Option<String>,
-    expires_at: Option<DateTime<Utc>>,
-}
-
 pub(super) fn held(lease: &Lease) -> AppError {
     AppError::new(
         StatusCode::CONFLICT,
@@ -67,8 +48,7 @@ pub(super) fn held(lease: &Lease) -> AppError {
             lease.expires_at.to_rfc3339()
         ),
     )
-    .with("holder", json!(lease.holder))
-    .with("expires_at", json!(lease.expires_at))
+    .with_lease(&lease.holder, lease.expires_at)
 }
 
 pub(super) fn stale(live: Option<&Lease>) -> AppError {
@@ -78,9 +58,7 @@ pub(super) fn stale(live: Option<&Lease>) -> AppError {
         "this holder and fence are not the live lease of the session",
     );
     match live {
-        Some(l) => e
-            .with("holder", json!(l.holder))
-            .with("expires_at", json!(l.expires_at)),
+        Some(l) => e.with_lease(&l.holder, l.expires_at),
         None => e,
     }
 }
@@ -93,19 +71,12 @@ fn no_lease() -> AppError {
     )
 }
 
-fn inactive() -> AppError {
-    AppError::new(
-        StatusCode::CONFLICT,
-        "session_inactive",
-        "the session is deactivated; nobody may take its lease",
-    )
-}
-
 #[utoipa::path(
     post,
-    path = "/api/v1/sessions/{id}/lease",
+    path = "/api/v1/sessions/{session_id}/lease",
     tag = "leases",
-    params(("id" = String, Path, description = "the session_id")),
+    operation_id = "take_lease",
+    params(("session_id" = String, Path, description = "the session_id")),
     request_body = TakeLease,
     security(("bearer" = ["sessions:read"])),
     responses(
@@ -114,7 +85,7 @@ fn inactive() -> AppError {
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "`lease_held`: another holder has a live lease (named with its expiry); `session_inactive`", body = LeaseConflict),
+        (status = 409, description = "`lease_held`: another holder has a live lease (named with its expiry); `session_inactive`", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid holder, ttl_seconds or session_id", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -122,25 +93,26 @@ fn inactive() -> AppError {
 )]
 pub async fn take(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Read>,
+    PathId(session_id): PathId<SessionId>,
     JsonBody(body): JsonBody<TakeLease>,
 ) -> AppResult<Json<Lease>> {
-    path_id("session_id", &session_id)?;
+    let session_id = session_id.as_str();
     let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
     let mut conn = app.conn().await?;
-    match leases::take(&mut conn, &auth.audit, &session_id, &body.holder, ttl).await? {
+    match leases::take(&mut conn, &auth.audit, session_id, &body.holder, ttl).await? {
         Take::Granted { lease, .. } => Ok(Json(lease)),
         Take::Held(lease) => Err(held(&lease)),
-        Take::Inactive => Err(inactive()),
+        Take::Inactive => Err(AppError::inactive()),
     }
 }
 
 #[utoipa::path(
     get,
-    path = "/api/v1/sessions/{id}/lease",
+    path = "/api/v1/sessions/{session_id}/lease",
     tag = "leases",
-    params(("id" = String, Path, description = "the session_id")),
+    operation_id = "get_lease",
+    params(("session_id" = String, Path, description = "the session_id")),
     security(("bearer" = ["sessions:read"])),
     responses(
         (status = 200, description = "The live lease", body = Lease),
@@ -153,12 +125,12 @@ pub async fn take(
 )]
 pub async fn get(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     _auth: Auth<Read>,
+    PathId(session_id): PathId<SessionId>,
 ) -> AppResult<Json<Lease>> {
-    path_id("session_id", &session_id)?;
+    let session_id = session_id.as_str();
     let mut conn = app.conn().await?;
-    leases::get(&mut conn, &session_id)
+    leases::get(&mut conn, session_id)
         .await?
         .map(Json)
         .ok_or_else(no_lease)
@@ -175,9 +147,10 @@ pub struct ReleaseParams {
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/sessions/{id}/lease",
+    path = "/api/v1/sessions/{session_id}/lease",
     tag = "leases",
-    params(("id" = String, Path, description = "the session_id"), ReleaseParams),
+    operation_id = "release_lease",
+    params(("session_id" = String, Path, description = "the session_id"), ReleaseParams),
     security(("bearer" = ["sessions:read"])),
     responses(
         (status = 204, description = "Released"),
@@ -185,23 +158,23 @@ pub struct ReleaseParams {
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "`stale_lease`: the holder or fence is not the current lease", body = LeaseConflict),
+        (status = 409, description = "`stale_lease`: the holder or fence is not the current lease", body = ErrorBody),
         (status = 422, description = "Invalid holder or session_id", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn release(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Read>,
+    PathId(session_id): PathId<SessionId>,
     QueryParams(params): QueryParams<ReleaseParams>,
 ) -> AppResult<StatusCode> {
-    path_id("session_id", &session_id)?;
+    let session_id = session_id.as_str();
     let mut conn = app.conn().await?;
     match leases::release(
         &mut conn,
         &auth.audit,
-        &session_id,
+        session_id,
         &params.holder,
         params.fence,
     )
@@ -214,9 +187,10 @@ pub async fn release(
 
 #[utoipa::path(
     post,
-    path = "/api/v1/sessions/{id}/lease/break",
+    path = "/api/v1/sessions/{session_id}/lease/break",
     tag = "leases",
-    params(("id" = String, Path, description = "the session_id")),
+    operation_id = "break_lease",
+    params(("session_id" = String, Path, description = "the session_id")),
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "Broken: the lease that was there (live or expired) is gone; the next take gets a new fence", body = Lease),
@@ -229,10 +203,10 @@ pub async fn release(
 )]
 pub async fn break_lease(
     State(app): State<App>,
-    Path(session_id): Path<String>,
     auth: Auth<Admin>,
+    PathId(session_id): PathId<SessionId>,
 ) -> AppResult<Json<Lease>> {
-    path_id("session_id", &session_id)?;
+    let session_id = session_id.as_str();
     let mut conn = app.conn().await?;
     leases::break_lease(&mut conn, &auth.audit, &session_id)
         .await?
@@ -269,6 +243,7 @@ pub struct Renewed {
     post,
     path = "/api/v1/leases/renew",
     tag = "leases",
+    operation_id = "renew_leases",
     request_body = RenewLeases,
     security(("bearer" = ["sessions:read"])),
     responses(
@@ -325,6 +300,7 @@ pub struct Holders {
     post,
     path = "/api/v1/leases/holders",
     tag = "leases",
+    operation_id = "announce_lease_holder",
     request_body = Heartbeat,
     security(("bearer" = ["sessions:read"])),
     responses(
@@ -352,6 +328,7 @@ pub async fn heartbeat(
     delete,
     path = "/api/v1/leases/holders/{holder}",
     tag = "leases",
+    operation_id = "withdraw_lease_holder",
     params(("holder" = String, Path, description = "the holder that stops")),
     security(("bearer" = ["sessions:read"])),
     responses(
@@ -364,10 +341,10 @@ pub async fn heartbeat(
 )]
 pub async fn leave(
     State(app): State<App>,
-    Path(holder): Path<String>,
     _auth: Auth<Read>,
+    Path(holder): Path<String>,
 ) -> AppResult<StatusCode> {
-    path_id("holder", &holder)?;
+    leases::validate_holder(&holder)?;
     let mut conn = app.conn().await?;
     leases::leave(&mut conn, &holder).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -7,6 +7,7 @@ mod auth;
 mod blob;
 mod error;
 mod extract;
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod leases;
@@ -94,9 +95,6 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(session::reactivate))
         .routes(routes!(activity::of_session))
         .routes(routes!(blob::get, blob::put, blob::delete))
-        .routes(routes!(users::get))
-        .routes(routes!(users::session))
-        .routes(routes!(activity::of_user))
         .routes(routes!(leases::take, leases::get, leases::release))
         .routes(routes!(leases::break_lease))
         .merge(
@@ -106,6 +104,9 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
         )
         .routes(routes!(leases::heartbeat))
         .routes(routes!(leases::leave))
+        .routes(routes!(users::get))
+        .routes(routes!(users::session))
+        .routes(routes!(activity::of_user))
         .routes(routes!(ops::stats))
         .routes(routes!(ops::keys))
         .routes(routes!(ops::openapi))

@@ -83,7 +83,7 @@ async fn record_key_gauges(app: &App) {
         for k in keys {
             let labels = [
                 ("data_key_id", k.id.to_string()),
-                ("state", k.state.clone()),
+                ("state", k.state.as_str().to_owned()),
             ];
             metrics::gauge!("vibee_data_key_encryptions", &labels).set(k.encryptions as f64);
             metrics::gauge!("vibee_data_key_rows", &labels).set(k.rows as f64);

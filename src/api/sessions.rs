@@ -164,7 +164,7 @@ pub async fn list(
     _auth: Auth<List>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<super::leases::ListedPage>> {
-    let limit = params.limit.unwrap_or(100);
+    let limit = params.limit.unwrap_or(sessions::DEFAULT_PAGE);
     if !(1..=sessions::MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid_field(
             "limit",

@@ -95,7 +95,7 @@ impl ApiSource {
     }
 
     /// A session by its own id (the API's session_id routes).
-    fn session_url(&self, session_id: &str) -> String {
+    pub(super) fn session_url(&self, session_id: &str) -> String {
         format!(
             "{}/api/v1/sessions/{}",
             self.base,

@@ -7,6 +7,7 @@
 
 pub mod api;
 mod api_leases;
+mod child;
 pub mod database;
 pub mod exec;
 pub mod leaser;

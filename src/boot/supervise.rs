@@ -13,13 +13,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use zeroize::Zeroizing;
 
+use super::child::{Signals, exit_code, signal_child, spawn};
 use super::exec::{self, SessionsFile};
 use super::leaser::{Leaser, TakeOutcome};
 use super::share::{self, Slot};
@@ -44,45 +44,6 @@ impl Settings {
     }
 }
 
-/// Starts the agent. It gets SIGKILL when we die, however we die.
-fn spawn(mut cmd: Command) -> Result<Child, BootError> {
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (prctl, getppid), allocating nothing.
-    // PR_SET_PDEATHSIG fires when the *thread* that forked exits: every
-    // spawn happens on the supervisor's one thread (a current-thread
-    // runtime on the main thread), which lives as long as the process.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // We died between fork and prctl: nobody would kill this child.
-            if libc::getppid() != parent {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
-        .map_err(|e| BootError::Failure(format!("cannot start the agent: {e}")))
-}
-
-fn signal_child(child: &Child, sig: libc::c_int) {
-    // SAFETY: kill with a pid we spawned and have not reaped yet.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, sig);
-    }
-}
-
-/// A shell's view of a status: the code, or 128 + the signal.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1)
-}
-
 struct Running {
     child: Child,
     set: BTreeSet<String>,
@@ -94,24 +55,6 @@ enum Event {
     ChildExited(i32),
     /// A stop was asked for while no agent ran.
     Stop(i32),
-}
-
-struct Signals {
-    term: Signal,
-    int: Signal,
-    hup: Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Self, BootError> {
-        let make =
-            |k| signal(k).map_err(|e| BootError::Failure(format!("cannot handle signals: {e}")));
-        Ok(Self {
-            term: make(SignalKind::terminate())?,
-            int: make(SignalKind::interrupt())?,
-            hup: make(SignalKind::hangup())?,
-        })
-    }
 }
 
 pub struct Supervisor {

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::config::{self, Env};
 use crate::crypto::{KekId, MasterKey};
 use crate::db::activity::AuditContext;
+use crate::db::keys::KeyState;
 use crate::db::{MasterKeySource, keys};
 
 use super::CliError;
@@ -133,7 +134,7 @@ async fn status(env: &dyn Env, as_json: bool) -> Result<(), CliError> {
     let ours = configured_kek_id(env)?;
     let mut conn = target.connect().await?;
     let keys = keys::key_status(&mut conn).await?;
-    let live = keys.iter().filter(|k| k.state != "retired");
+    let live = keys.iter().filter(|k| k.state != KeyState::Retired);
     let matches = ours
         .as_ref()
         .map(|ours| live.clone().all(|k| k.kek_id == ours.as_str()));

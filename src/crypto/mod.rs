@@ -8,6 +8,7 @@ mod aead;
 mod data_key;
 mod error;
 mod field;
+#[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod kdf;

@@ -5,23 +5,25 @@
 //! lives in `watcher`.
 
 mod lifecycle;
+mod state;
+mod status;
 mod watcher;
 
 pub use lifecycle::{
     KEYS_CHANNEL, KeyAdminError, Promotion, RewrapReport, destroy_key, promote_new_primary,
     retire_if_empty, rewrap_all,
 };
+pub use state::KeyState;
+pub use status::{KeyStatus, key_status};
 pub use watcher::{DEFAULT_KEY_REFRESH, spawn_key_watcher};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::SecretString;
-use serde::Serialize;
 
 use crate::crypto::{
     DataKey, DataKeyId, KdfParams, KekId, KeyError, KeyRing, MasterKey, MasterKeys, SharedKeyRing,
@@ -44,8 +46,8 @@ const NONCE_BLOCK: u64 = 1024;
 pub const NONCE_WARN_AT: i64 = 1 << 30;
 
 /// The nonce-budget warning for a key that encrypts (the primary), if due.
-pub fn nonce_warning(id: i32, state: &str, encryptions: i64) -> Option<String> {
-    (state == KeyState::Primary.as_str() && encryptions >= NONCE_WARN_AT).then(|| {
+pub fn nonce_warning(id: i32, state: KeyState, encryptions: i64) -> Option<String> {
+    (state == KeyState::Primary && encryptions >= NONCE_WARN_AT).then(|| {
         format!(
             "data key {id} has made {encryptions} encryptions, past 2^30 (a quarter of the \
              2^32 limit for random 96-bit nonces, NIST SP 800-38D): rotate \
@@ -54,40 +56,13 @@ pub fn nonce_warning(id: i32, state: &str, encryptions: i64) -> Option<String> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyState {
-    Primary,
-    Active,
-    Retired,
-}
-
-impl KeyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Primary => "primary",
-            KeyState::Active => "active",
-            KeyState::Retired => "retired",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "primary" => Some(KeyState::Primary),
-            "active" => Some(KeyState::Active),
-            "retired" => Some(KeyState::Retired),
-            _ => None,
-        }
-    }
-}
-
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = encryption_keys)]
 struct StoredKey {
     id: i32,
     wrapped_key: Vec<u8>,
     kek_id: String,
-    state: String,
+    state: KeyState,
 }
 
 fn key_id(id: i32) -> DataKeyId {
@@ -264,7 +239,7 @@ pub async fn load_key_ring(
     let mut keys = Vec::with_capacity(rows.len());
     for row in &rows {
         let id = key_id(row.id);
-        if KeyState::parse(&row.state) == Some(KeyState::Primary) {
+        if row.state == KeyState::Primary {
             primary = Some(id);
         }
         keys.push(master.unwrap_data_key(
@@ -351,7 +326,7 @@ impl Vault {
             .await?;
         // Warn once when a block crosses the threshold (and again at every start).
         if count - (block as i64) < NONCE_WARN_AT
-            && let Some(w) = nonce_warning(id.0 as i32, KeyState::Primary.as_str(), count)
+            && let Some(w) = nonce_warning(id.0 as i32, KeyState::Primary, count)
         {
             tracing::warn!(data_key_id = id.0, encryptions = count, "{w}");
         }
@@ -382,68 +357,8 @@ async fn warn_if_over_budget(
         .select(encryption_keys::encryption_count)
         .first(conn)
         .await?;
-    if let Some(w) = nonce_warning(primary.0 as i32, KeyState::Primary.as_str(), count) {
+    if let Some(w) = nonce_warning(primary.0 as i32, KeyState::Primary, count) {
         tracing::warn!(data_key_id = primary.0, encryptions = count, "{w}");
     }
     Ok(())
-}
-
-/// One line of `keys status`: never key material.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct KeyStatus {
-    pub id: i32,
-    pub state: String,
-    pub kek_id: String,
-    pub algorithm: String,
-    pub rows: i64,
-    pub encryptions: i64,
-    pub created_at: DateTime<Utc>,
-    pub retired_at: Option<DateTime<Utc>>,
-    /// The nonce-budget warning, when the key is past `NONCE_WARN_AT`.
-    pub warning: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct KeyStatusRow {
-    #[diesel(sql_type = Integer)]
-    id: i32,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    state: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    kek_id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    algorithm: String,
-    #[diesel(sql_type = BigInt)]
-    rows: i64,
-    #[diesel(sql_type = BigInt)]
-    encryptions: i64,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-    created_at: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
-    retired_at: Option<DateTime<Utc>>,
-}
-
-pub async fn key_status(conn: &mut AsyncPgConnection) -> Result<Vec<KeyStatus>, DbError> {
-    let rows: Vec<KeyStatusRow> = diesel::sql_query(
-        "SELECT k.id, k.state, k.kek_id, k.algorithm, \
-                (SELECT count(*) FROM user_sessions s WHERE s.data_key_id = k.id) AS rows, \
-                k.encryption_count AS encryptions, k.created_at, k.retired_at \
-         FROM encryption_keys k ORDER BY k.id",
-    )
-    .load(conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| KeyStatus {
-            warning: nonce_warning(r.id, &r.state, r.encryptions),
-            id: r.id,
-            state: r.state,
-            kek_id: r.kek_id,
-            algorithm: r.algorithm,
-            rows: r.rows,
-            encryptions: r.encryptions,
-            created_at: r.created_at,
-            retired_at: r.retired_at,
-        })
-        .collect())
 }

@@ -150,7 +150,7 @@ async fn rotate_locked(
     let primary = primary_of(&status)?;
     let unfinished: Vec<&KeyStatus> = status
         .iter()
-        .filter(|k| k.state == KeyState::Active.as_str())
+        .filter(|k| k.state == KeyState::Active)
         .collect();
     let new_key = if !unfinished.is_empty() {
         let rows: i64 = unfinished.iter().map(|k| k.rows).sum();
@@ -245,7 +245,7 @@ async fn rotate_locked(
 fn primary_of(status: &[KeyStatus]) -> Result<&KeyStatus, KeyAdminError> {
     status
         .iter()
-        .find(|k| k.state == KeyState::Primary.as_str())
+        .find(|k| k.state == KeyState::Primary)
         .ok_or(KeyAdminError::NoPrimary)
 }
 
@@ -294,7 +294,7 @@ async fn retire_empty(
 ) -> Result<Vec<i32>, RotationError> {
     let mut left = Vec::new();
     for key in keys::key_status(conn).await? {
-        if key.state != KeyState::Active.as_str() {
+        if key.state != KeyState::Active {
             continue;
         }
         if keys::retire_if_empty(conn, ctx, DataKeyId(key.id as u32)).await? {

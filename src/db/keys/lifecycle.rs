@@ -29,7 +29,7 @@ pub enum KeyAdminError {
         "data key {id} is {state}; only a retired key can be destroyed \
          (rotate with `vibee-sessions rotate` first: it retires keys no row uses)"
     )]
-    NotRetired { id: i32, state: String },
+    NotRetired { id: i32, state: KeyState },
     #[error("data key {id} is still used by {rows} session row(s); it cannot be destroyed")]
     StillReferenced { id: i32, rows: i64 },
     #[error("the database has no primary data key; start the service once to create it")]
@@ -78,10 +78,10 @@ pub async fn promote_new_primary(
         lock_keys(conn).await?;
         // Demote first: the unique index allows one primary at any instant.
         let previous: i32 = diesel::update(
-            encryption_keys::table.filter(encryption_keys::state.eq(KeyState::Primary.as_str())),
+            encryption_keys::table.filter(encryption_keys::state.eq(KeyState::Primary)),
         )
         .set((
-            encryption_keys::state.eq(KeyState::Active.as_str()),
+            encryption_keys::state.eq(KeyState::Active),
             encryption_keys::updated_at.eq(diesel::dsl::now),
         ))
         .returning(encryption_keys::id)
@@ -122,14 +122,14 @@ pub async fn retire_if_empty(
     let id = id.0 as i32;
     conn.transaction::<_, KeyAdminError, _>(async |conn| {
         lock_keys(conn).await?;
-        let state: Option<String> = encryption_keys::table
+        let state: Option<KeyState> = encryption_keys::table
             .find(id)
             .select(encryption_keys::state)
             .for_update()
             .first(conn)
             .await
             .optional()?;
-        if state.as_deref() != Some(KeyState::Active.as_str()) {
+        if state != Some(KeyState::Active) {
             return Ok(false);
         }
         if key_in_use(conn, id).await? {
@@ -137,7 +137,7 @@ pub async fn retire_if_empty(
         }
         diesel::update(encryption_keys::table.find(id))
             .set((
-                encryption_keys::state.eq(KeyState::Retired.as_str()),
+                encryption_keys::state.eq(KeyState::Retired),
                 encryption_keys::retired_at.eq(diesel::dsl::now),
                 encryption_keys::updated_at.eq(diesel::dsl::now),
             ))
@@ -185,7 +185,7 @@ pub async fn destroy_key(
 ) -> Result<(), KeyAdminError> {
     conn.transaction::<_, KeyAdminError, _>(async |conn| {
         lock_keys(conn).await?;
-        let state: String = encryption_keys::table
+        let state: KeyState = encryption_keys::table
             .find(id)
             .select(encryption_keys::state)
             .for_update()
@@ -193,7 +193,7 @@ pub async fn destroy_key(
             .await
             .optional()?
             .ok_or(KeyAdminError::NoSuchKey(id))?;
-        if state != KeyState::Retired.as_str() {
+        if state != KeyState::Retired {
             return Err(KeyAdminError::NotRetired { id, state });
         }
         let rows = rows_under(conn, id).await?;

@@ -23,8 +23,8 @@ use seal::{credentials, open_row, ring_for};
 pub use boot_load::{BootPage, BootSelection, load_for_boot};
 pub use lifecycle::{delete_session_data, reactivate};
 pub use model::{
-    By, Credentials, Expected, ListQuery, MAX_PAGE, Page, Session, SessionInput, SessionMeta,
-    SessionPatch, Upserted,
+    By, Credentials, DEFAULT_PAGE, Expected, ListQuery, MAX_PAGE, Page, Session, SessionInput,
+    SessionMeta, SessionPatch, Upserted,
 };
 pub(in crate::db) use read::{credentials_read_event, read_credentials, read_session_data};
 pub use read::{get_credentials, get_meta, get_session_data, list, meta};

@@ -238,4 +238,8 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// The largest page a listing (sessions, the audit trail, the boot loader)
+/// returns.
 pub const MAX_PAGE: i64 = 1000;
+/// The page size of a listing that names none.
+pub const DEFAULT_PAGE: i64 = 100;
