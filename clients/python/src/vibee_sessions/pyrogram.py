@@ -22,7 +22,12 @@ import functools
 import weakref
 from typing import Any, Callable, Optional, TypeVar
 
-from pyrogram.storage import MemoryStorage
+try:
+    from pyrogram.storage import MemoryStorage
+except ImportError as err:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "vibee_sessions.pyrogram needs Pyrogram: pip install 'vibee-sessions[pyrogram]'"
+    ) from err
 
 from . import _config
 from .client import Client

@@ -16,8 +16,13 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, Optional
 
-from telethon.crypto import AuthKey
-from telethon.sessions import MemorySession
+try:
+    from telethon.crypto import AuthKey
+    from telethon.sessions import MemorySession
+except ImportError as err:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "vibee_sessions.telethon needs Telethon: pip install 'vibee-sessions[telethon]'"
+    ) from err
 
 from . import _config
 from .client import Client
