@@ -1,6 +1,7 @@
-//! Every `bash` block of the operator docs runs as written, in order, against
-//! a database of its own (the `sh` blocks need the HTTP server or production
-//! hosts and are covered elsewhere).
+//! Every `bash` block of the operator docs runs as written, in order, each
+//! doc against a database of its own, with the binary on PATH only the way
+//! the doc puts it there (the `sh` blocks need a build, production hosts or
+//! a bridge's variables and are covered elsewhere).
 
 mod common;
 
@@ -32,15 +33,21 @@ fn bash_blocks(doc: &str) -> Vec<String> {
     blocks
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn operator_docs_run_as_written() {
+/// Runs every `bash` block of `doc`, in order, in one shell, as a new
+/// operator would: in a directory shaped like a checkout after the build
+/// the docs show (`target/release/vibee-sessions`, `scripts/`), with a fresh
+/// database, and a PATH that holds no vibee-sessions until the doc puts it
+/// there. Returns stdout and stderr.
+async fn run_doc(doc: &str) -> (String, String) {
     let db = TestDb::new().await;
     let work = tempfile::tempdir().unwrap();
-    let bin_dir = tempfile::tempdir().unwrap();
+    let release = work.path().join("target/release");
+    std::fs::create_dir_all(&release).unwrap();
     let exe = env!("CARGO_BIN_EXE_vibee-sessions");
-    std::os::unix::fs::symlink(exe, bin_dir.path().join("vibee-sessions")).unwrap();
+    std::os::unix::fs::symlink(exe, release.join("vibee-sessions")).unwrap();
     // The agent the docs start: proves it got credentials, shows no secret.
-    let agent = bin_dir.path().join("vibee-agent");
+    let agent_dir = tempfile::tempdir().unwrap();
+    let agent = agent_dir.path().join("vibee-agent");
     std::fs::write(
         &agent,
         "#!/bin/sh\nif [ -n \"$VIBEE_SESSIONS_FD\" ]; then echo \"agent: $VIBEE_SESSIONS_COUNT tenants\"; \
@@ -56,32 +63,71 @@ async fn operator_docs_run_as_written() {
     .unwrap();
 
     let mut script = String::from("set -euo pipefail\n");
-    for doc in ["docs/SESSION_MANAGEMENT.md", "docs/MULTI_TENANT_SETUP.md"] {
-        for (i, block) in bash_blocks(doc).into_iter().enumerate() {
-            script.push_str(&format!("echo '### {doc} block {}' >&2\n{block}", i + 1));
-        }
+    for (i, block) in bash_blocks(doc).into_iter().enumerate() {
+        script.push_str(&format!("echo '### {doc} block {}' >&2\n{block}", i + 1));
     }
-    let path = format!(
-        "{}:{}",
-        bin_dir.path().display(),
-        std::env::var("PATH").unwrap()
-    );
-    let out = Command::new("bash")
-        .arg("-c")
+    // The system PATH (curl, psql) and the agent; never the binary itself.
+    let system_path = std::env::var("PATH").unwrap();
+    let path: Vec<&str> = system_path
+        .split(':')
+        .filter(|d| !Path::new(d).join("vibee-sessions").exists())
+        .collect();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
         .arg(&script)
         .current_dir(work.path())
         .env_clear()
-        .env("PATH", path)
+        .env(
+            "PATH",
+            format!("{}:{}", agent_dir.path().display(), path.join(":")),
+        )
         .env("HOME", work.path())
         .env("DATABASE_URL", &db.url)
-        .env("VIBEE_SESSIONS_BIN", exe)
-        .output()
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"));
+    // Its own process group: a server a failed block left running is ended.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let pgid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{pgid}")])
+        .status();
     let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{doc}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        work.path().join("keys/master.key").exists() || !doc.contains("SESSION_MANAGEMENT"),
+        "the key step ran"
+    );
+    for secret in [
+        "0123456789abcdef0123456789abcdef",
+        "fedcba9876543210fedcba9876543210",
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{doc}: {secret} printed"
+        );
+    }
+    (stdout, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_management_runs_as_written() {
+    let (stdout, _) = run_doc("docs/SESSION_MANAGEMENT.md").await;
     assert!(
         stdout.contains("created session of user_id 144022504"),
         "{stdout}"
@@ -91,22 +137,19 @@ async fn operator_docs_run_as_written() {
         "{stdout}"
     );
     assert!(stdout.contains("updated: user_id 987654321"), "{stdout}");
+    assert!(stdout.contains("\"user_id\":\"555000111\""), "{stdout}");
+    assert!(stdout.contains("blob: 200 4 bytes"), "{stdout}");
     assert!(stdout.contains("agent: tenant 144022504"), "{stdout}");
-    assert!(stdout.contains("agent: 2 tenants"), "{stdout}");
+    assert!(stdout.contains("agent: 3 tenants"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn multi_tenant_setup_runs_as_written() {
+    let (stdout, _) = run_doc("docs/MULTI_TENANT_SETUP.md").await;
     assert!(
         stdout.contains("agent: tenant my_agent"),
         "legacy mode: {stdout}"
     );
-    for secret in [
-        "0123456789abcdef0123456789abcdef",
-        "fedcba9876543210fedcba9876543210",
-    ] {
-        assert!(
-            !stdout.contains(secret) && !stderr.contains(secret),
-            "{secret} printed"
-        );
-    }
-    assert!(work.path().join("keys/master.key").exists());
 }
 
 /// The `sh` blocks that call the REST API (curl) run as written against a real
@@ -147,13 +190,13 @@ async fn curl_examples_in_the_docs_run_against_the_server() {
         }
         out
     };
-    let created = run("docs/SESSION_MANAGEMENT.md", &[]);
-    assert!(created.contains("\"user_id\":\"555000111\""), "{created}");
-    let session_id =
-        serde_json::from_str::<serde_json::Value>(created.trim()).unwrap()["session_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    let created = server.client().with_token(&token).post_json(
+        "/api/v1/sessions",
+        &serde_json::json!({"user_id": "555000111", "api_id": 1, "session_data": "AQIDBA==",
+            "api_hash": "0123456789abcdef0123456789abcdef"}),
+    );
+    assert_eq!(created.status, 201);
+    let session_id = created.json()["session_id"].as_str().unwrap().to_owned();
     let checked = run(
         "docs/BRIDGE_INTEGRATION.md",
         &[("TELEGRAM_SESSION_ID", &session_id)],

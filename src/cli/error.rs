@@ -80,6 +80,11 @@ impl From<DbError> for CliError {
                 Self::new(Self::DATA, format!("invalid {}: {}", i.field, i.reason))
             }
             DbError::NotFound => Self::new(Self::NOT_FOUND, "not found"),
+            DbError::Inactive => Self::new(
+                Self::INACTIVE,
+                "the session is deactivated: it serves no credentials and takes no writes \
+                 until `vibee-sessions session reactivate SESSION_ID`",
+            ),
             // The database answered; the schema change did not go through.
             // Not exit 4: nothing is unreachable, retrying will not help.
             DbError::Migration(_) => Self::failure(e.to_string()),

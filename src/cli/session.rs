@@ -1,4 +1,4 @@
-//! `vibee-sessions session put|get|list|deactivate`: the operator's way to
+//! `vibee-sessions session put|get|list|deactivate|reactivate`: the operator's way to
 //! manage a client without the API. Secrets come from a file or stdin.
 
 use std::path::PathBuf;
@@ -42,7 +42,10 @@ pub enum SessionCommand {
         #[arg(long, value_name = "N")]
         limit: Option<u64>,
     },
-    /// Deactivate a session (boot skips it); --purge deletes the row for good.
+    /// Make a deactivated session active again (audited): the one way back.
+    Reactivate { session_id: SessionId },
+    /// Deactivate a session: it serves no credentials and takes no writes
+    /// until reactivated; --purge deletes the row for good.
     Deactivate {
         session_id: SessionId,
         #[arg(long)]
@@ -94,6 +97,20 @@ pub async fn run(command: SessionCommand, env: &dyn Env) -> Result<(), CliError>
         SessionCommand::List { all, json, limit } => list(env, all, json, limit).await,
         SessionCommand::Deactivate { session_id, purge } => {
             deactivate(env, &session_id, purge).await
+        }
+        SessionCommand::Reactivate { session_id } => {
+            let mut conn = store::connect(env).await?;
+            let lookup = not_found(SessionId::FIELD, &session_id);
+            let (_, changed) =
+                sessions::reactivate(&mut conn, &AuditContext::cli(), session_id.as_str())
+                    .await
+                    .map_err(lookup)?;
+            if changed {
+                println!("reactivated session {session_id}");
+            } else {
+                println!("session {session_id} was already active");
+            }
+            Ok(())
         }
     }
 }
