@@ -70,8 +70,9 @@ trap 'rm -f "$log"' EXIT
 status=0
 ../../"$venv"/bin/python -m pytest -q -p no:cacheprovider "$@" 2>&1 | tee "$log" || status=$?
 # The summary again in cargo's form, so scripts/test.sh adds these to its counts.
-passed=$(tail -n 3 "$log" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' || echo 0)
-failed=$(tail -n 3 "$log" | grep -Eo '[0-9]+ (failed|error)' | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+summary=$(grep -E '^=*[ ]*[0-9]+ (passed|failed)|^[0-9]+ (passed|failed)' "$log" | tail -n 1 || true)
+passed=$(printf '%s' "$summary" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+' || true)
+failed=$(printf '%s' "$summary" | grep -Eo '[0-9]+ (failed|errors?)' | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}' || true)
 [ "$status" = 0 ] && result=ok || result=FAILED
 echo "python clients: test result: $result. ${passed:-0} passed; ${failed:-0} failed;"
 exit "$status"
