@@ -512,3 +512,57 @@ async fn fences_only_grow_across_purge_recreate_and_restart() {
         "fences grow strictly: {seen:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_writer_cannot_overwrite_the_blob() {
+    let env = start().await;
+    create(&env.admin, "u1", "s1");
+    let put = |body: &[u8], fence: Option<&str>| {
+        let headers: Vec<(&str, &str)> = fence.map(|f| ("lease-fence", f)).into_iter().collect();
+        env.admin.send(
+            "PUT",
+            "/api/v1/sessions/s1/data",
+            Some(("application/octet-stream", body)),
+            &headers,
+        )
+    };
+    // No lease: no fence needed.
+    assert_eq!(put(b"v1", None).status, 200);
+    let (_, a) = take(&env.reader, "s1", "host-a", None);
+    let fa = a["fence"].as_i64().unwrap().to_string();
+    let r = put(b"v2", None);
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (409, json!("lease_required"))
+    );
+    let r = put(b"v2", Some("999999"));
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (409, json!("stale_lease"))
+    );
+    assert_eq!(put(b"v2", Some("x")).status, 400);
+    assert_eq!(put(b"v2", Some(&fa)).status, 200);
+    // Metadata needs no fence.
+    let p = env
+        .admin
+        .patch_json("/api/v1/sessions/s1", &json!({"is_authorized": true}));
+    assert_eq!(p.status, 200, "{}", String::from_utf8_lossy(&p.body));
+
+    // host-a's lease expires and host-b takes over: host-a's late write fails.
+    expire(&env.db, "s1").await;
+    let (_, b) = take(&env.reader, "s1", "host-b", None);
+    let fb = b["fence"].as_i64().unwrap().to_string();
+    let r = put(b"stale auth key", Some(&fa));
+    assert_eq!(
+        (r.status, r.json()["code"].clone()),
+        (409, json!("stale_lease"))
+    );
+    assert_eq!(put(b"v3", Some(&fb)).status, 200);
+    let blob = env.reader.get("/api/v1/sessions/s1/data");
+    assert_eq!(blob.status, 200);
+    assert!(
+        String::from_utf8_lossy(&blob.body).contains("v3")
+            || blob.body.windows(2).any(|w| w == b"v3"),
+        "the live holder's blob is kept"
+    );
+}

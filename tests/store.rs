@@ -489,6 +489,7 @@ async fn session_blob_by_session_id() {
         &meta.session_id,
         zeroize::Zeroizing::new(blob.clone()),
         None,
+        None,
     )
     .await
     .unwrap();

@@ -14,6 +14,7 @@ use crate::domain::SessionId;
 use super::auth::{Auth, Read, Write};
 use super::error::{AppError, AppResult};
 use super::extract::{IfMatch, OctetStream, PathId, etag};
+use super::leases::LeaseFence;
 use super::session::{session_not_found, with_etag};
 use super::{App, ErrorBody};
 
@@ -75,6 +76,7 @@ pub async fn get(
     params(
         ("session_id" = String, Path, description = "the session_id"),
         ("If-Match" = Option<String>, Header, description = "write only if the session is at this ETag (412 otherwise)"),
+        ("Lease-Fence" = Option<i64>, Header, description = "the fence of the caller's lease; required while a lease is live"),
     ),
     request_body(content = Blob, content_type = "application/octet-stream"),
     security(("bearer" = ["sessions:write"])),
@@ -82,7 +84,8 @@ pub async fn get(
         (status = 200, description = "Stored; the session's metadata", body = sessions::SessionMeta,
             headers(("ETag" = String, description = "\"<version>\" after the write"))),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "The session is deactivated (`session_inactive`)", body = ErrorBody),
+        (status = 400, description = "Lease-Fence is not an integer (`invalid_header`)", body = ErrorBody),
+        (status = 409, description = "The session is deactivated (`session_inactive`); a live lease and no Lease-Fence (`lease_required`); a Lease-Fence that is not the live one (`stale_lease`)", body = ErrorBody),
         (status = 412, description = "If-Match names another version (`precondition_failed`)", body = ErrorBody),
         (status = 413, description = "Over 1 MiB (`payload_too_large`)", body = ErrorBody),
         (status = 415, description = "Not application/octet-stream", body = ErrorBody),
@@ -94,13 +97,14 @@ pub async fn put(
     auth: Auth<Write>,
     PathId(session_id): PathId<SessionId>,
     if_match: IfMatch,
+    LeaseFence(fence): LeaseFence,
     OctetStream(body): OctetStream,
 ) -> AppResult<Response> {
     // The request's one buffer, taken over (no copy) and zeroized after sealing.
     let data = Zeroizing::new(Vec::from(body));
     let written = app
         .store
-        .put_session_data(&auth.audit, &session_id, data, if_match.versions())
+        .put_session_data(&auth.audit, &session_id, data, if_match.versions(), fence)
         .await;
     match written {
         Ok(meta) => Ok(with_etag(StatusCode::OK, meta.version, meta)),

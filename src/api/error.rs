@@ -194,6 +194,16 @@ impl From<DbError> for AppError {
                 tracing::error!("database schema missing: run `vibee-sessions migrate`");
                 AppError::unavailable()
             }
+            DbError::LeaseRequired => AppError::new(
+                StatusCode::CONFLICT,
+                "lease_required",
+                "a live lease holds this session: send its fence in Lease-Fence",
+            ),
+            DbError::StaleFence => AppError::new(
+                StatusCode::CONFLICT,
+                "stale_lease",
+                "Lease-Fence is not the fence of the live lease; this writer lost the lease",
+            ),
             DbError::Conflict(reason) => AppError::new(StatusCode::CONFLICT, "conflict", reason),
             other @ (DbError::Key(_)
             | DbError::Query(_)

@@ -390,3 +390,33 @@ pub(super) async fn with_leases(
         next_cursor: page.next_cursor,
     })
 }
+
+/// `Lease-Fence: N` on a write that replaces what a lease holder uses.
+/// Absent is `None`; anything but one integer is a 400.
+pub struct LeaseFence(pub Option<i64>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LeaseFence {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, AppError> {
+        let mut values = parts.headers.get_all("lease-fence").iter();
+        let Some(first) = values.next() else {
+            return Ok(Self(None));
+        };
+        let parsed = first
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|_| values.next().is_none());
+        parsed.map(|f| Self(Some(f))).ok_or_else(|| {
+            AppError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_header",
+                "Lease-Fence must be one integer: the fence of your lease",
+            )
+        })
+    }
+}

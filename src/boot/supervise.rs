@@ -287,7 +287,9 @@ impl Supervisor {
         if want.is_empty() || self.stopping.is_some() {
             return Ok(());
         }
-        let slots: Vec<Slot> = self.held.values().map(|(s, _)| s.clone()).collect();
+        // In user_id order, as a first start hands them out.
+        let mut slots: Vec<Slot> = self.held.values().map(|(s, _)| s.clone()).collect();
+        slots.sort_by(|a, b| a.user_id.cmp(&b.user_id));
         let tenants = bounded(self.settings.ttl / 2, self.leaser.load(slots)).await?;
         if tenants.is_empty() {
             return Ok(());
@@ -399,15 +401,25 @@ impl Supervisor {
         }
         let by_id: BTreeMap<&str, &Slot> =
             slots.iter().map(|s| (s.session_id.as_str(), s)).collect();
+        // Takes are one statement each: a round stops taking after half a
+        // period, so the leases already held are renewed in time. The rest
+        // are taken in the next rounds.
+        let started = Instant::now();
         for sid in plan.candidates {
-            if self.held.len() >= plan.share {
+            if self.held.len() >= plan.share || started.elapsed() >= limit / 2 {
                 break;
             }
-            if let TakeOutcome::Granted(g) =
-                bounded(limit, self.leaser.take(&sid, &self.settings.holder, ttl)).await?
-            {
-                let slot = (*by_id[sid.as_str()]).clone();
-                self.held.insert(sid, (slot, g.fence));
+            match bounded(limit, self.leaser.take(&sid, &self.settings.holder, ttl)).await {
+                Ok(TakeOutcome::Granted(g)) => {
+                    let slot = (*by_id[sid.as_str()]).clone();
+                    self.held.insert(sid, (slot, g.fence));
+                }
+                // Another loader was quicker, or it was deactivated: next.
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "taking a lease failed; retrying next period");
+                    break;
+                }
             }
         }
         Ok(slots.len())

@@ -27,6 +27,13 @@ pub enum DbError {
         table: &'static str,
         column: &'static str,
     },
+    /// A write that replaces what a lease holder uses, without the live
+    /// lease's fence (`Lease-Fence`) while a lease is live.
+    #[error("the session is leased: this write must carry the live fence")]
+    LeaseRequired,
+    /// A write carrying a fence that is not the live lease's.
+    #[error("the fence is not the live lease's")]
+    StaleFence,
     #[error("{0}")]
     Invalid(#[from] super::validate::Invalid),
     #[error("{0}")]

@@ -153,6 +153,24 @@ pub async fn take(
     validate::identifier("session_id", session_id)?;
     validate_holder(holder)?;
     validate_ttl(ttl_seconds)?;
+    // Held, then gone before we could read who held it: try once more.
+    for _ in 0..2 {
+        if let Some(outcome) = take_once(conn, ctx, session_id, holder, ttl_seconds).await? {
+            return Ok(outcome);
+        }
+    }
+    Err(DbError::Unavailable(
+        "the lease kept changing hands during the request; retry".into(),
+    ))
+}
+
+async fn take_once(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+    holder: &str,
+    ttl_seconds: i32,
+) -> Result<Option<Take>, DbError> {
     let row: TakeRow = diesel::sql_query(TAKE_SQL)
         .bind::<Text, _>(session_id)
         .bind::<Text, _>(holder)
@@ -162,18 +180,13 @@ pub async fn take(
         .get_result(conn)
         .await?;
     if !row.is_active {
-        return Ok(Take::Inactive);
+        return Ok(Some(Take::Inactive));
     }
     let (Some(holder), Some(fence), Some(expires_at)) = (row.holder, row.fence, row.expires_at)
     else {
-        // Held by another live holder; read who (a fresh snapshot).
-        return match get(conn, session_id).await? {
-            Some(lease) => Ok(Take::Held(lease)),
-            // Released or expired in between: the caller may simply retry.
-            None => Err(DbError::Unavailable(
-                "the lease changed hands during the request; retry".into(),
-            )),
-        };
+        // Held by another live holder; read who (a fresh snapshot). None:
+        // released or expired in between.
+        return Ok(get(conn, session_id).await?.map(Take::Held));
     };
     let change = match (row.changed, row.prior_holder) {
         (Some(false), _) => Change::Renewed,
@@ -190,7 +203,7 @@ pub async fn take(
     } else {
         metrics::counter!("vibee_lease_changes_total", "kind" => kind).increment(1);
     }
-    Ok(Take::Granted {
+    Ok(Some(Take::Granted {
         lease: Lease {
             session_id: session_id.to_owned(),
             holder,
@@ -198,7 +211,7 @@ pub async fn take(
             expires_at,
         },
         change,
-    })
+    }))
 }
 
 #[derive(QueryableByName)]
@@ -342,6 +355,36 @@ pub async fn renew_batch(
     .await?;
     metrics::counter!("vibee_lease_renewals_total").increment(renewed.len() as u64);
     Ok(renewed)
+}
+
+#[derive(QueryableByName)]
+struct LiveFence {
+    #[diesel(sql_type = BigInt)]
+    fence: i64,
+}
+
+/// Fencing of a write that replaces what a lease holder uses (the blob):
+/// while a lease is live, the write must carry its fence. Called inside the
+/// write's transaction: the lease row is share-locked until the commit, so
+/// no take or renewal can slip between this check and the write.
+pub async fn check_fence(
+    conn: &mut AsyncPgConnection,
+    session_id: &str,
+    fence: Option<i64>,
+) -> Result<(), DbError> {
+    let live: Option<LiveFence> = diesel::sql_query(
+        "SELECT fence FROM session_leases WHERE session_id = $1 AND expires_at > now() FOR SHARE",
+    )
+    .bind::<Text, _>(session_id)
+    .get_result(conn)
+    .await
+    .optional()?;
+    match (live, fence) {
+        (None, _) => Ok(()),
+        (Some(_), None) => Err(DbError::LeaseRequired),
+        (Some(l), Some(f)) if l.fence == f => Ok(()),
+        (Some(_), Some(_)) => Err(DbError::StaleFence),
+    }
 }
 
 /// The live leases of the named sessions, by session id (for listings).

@@ -84,7 +84,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_sessions,
 );
 
-// Leases (migrations/2026-12-01-000001_session_leases); queried in SQL by `db::leases`.
+// Leases (migrations/2026-12-01-000002_session_leases); queried in SQL by `db::leases`.
 diesel::table! {
     session_leases (session_id) {
         session_id -> Text,

@@ -184,10 +184,11 @@ impl Store {
         session_id: &SessionId,
         data: Zeroizing<Vec<u8>>,
         expected: Expected<'_>,
+        fence: Option<i64>,
     ) -> Result<SessionMeta, DbError> {
         let mut conn = self.flushed_conn().await?;
         let id = session_id.as_str();
-        sessions::put_session_data(&mut conn, &self.vault, ctx, id, data, expected).await
+        sessions::put_session_data(&mut conn, &self.vault, ctx, id, data, expected, fence).await
     }
 
     /// Clears the MTProto session blob of an active session (audited).

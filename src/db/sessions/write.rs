@@ -320,6 +320,7 @@ pub async fn put_session_data(
     session_id: &str,
     data: Zeroizing<Vec<u8>>,
     expected: Expected<'_>,
+    fence: Option<i64>,
 ) -> Result<SessionMeta, DbError> {
     validate::session_data(&data)?;
     let bytes = data.len();
@@ -327,6 +328,9 @@ pub async fn put_session_data(
     let mut data = Some(data);
     conn.transaction::<_, DbError, _>(async |conn| {
         let row = lock_writable(conn, By::SessionId(session_id), expected).await?;
+        // In the write's transaction, the lease row share-locked: the lease
+        // cannot change hands between the check and the commit.
+        crate::db::leases::check_fence(conn, session_id, fence).await?;
         let new = Replacement {
             session_data: Some(data.take()),
             ..Default::default()
