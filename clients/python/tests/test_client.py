@@ -65,14 +65,8 @@ def test_sessions_create_update_credentials_patch_deactivate(client):
     )
     assert (created.user_id, created.session_id, created.api_id) == ("acme", "acme-main", 777)
     assert created.etag == f'"{created.version}"'
-    with pytest.raises(vs.PreconditionFailed) as err:
-        client.create_session(user_id="acme", api_id=777, api_hash=API_HASH)
-    assert err.value.code == "precondition_failed"
-
-    updated = client.upsert_session(user_id="acme", api_id=778, api_hash=API_HASH, if_match=created)
+    updated = client.upsert_session(user_id="acme", api_id=778, api_hash=API_HASH)
     assert updated.api_id == 778 and updated.version > created.version
-    with pytest.raises(vs.PreconditionFailed):
-        client.upsert_session(user_id="acme", api_id=779, api_hash=API_HASH, if_match=created)
 
     creds = client.get_credentials("acme-main")
     assert creds.api_hash.reveal() == API_HASH
@@ -101,6 +95,19 @@ def test_sessions_create_update_credentials_patch_deactivate(client):
     with pytest.raises(vs.NotFound) as err:
         client.get_credentials("acme-main")
     assert err.value.status == 404
+
+
+def test_post_is_conditional_create_only_and_if_match(client):
+    """RFC 9110 on POST /sessions (issue 13, section 2)."""
+    created = client.create_session(user_id="cond", api_id=1, api_hash=API_HASH)
+    with pytest.raises(vs.PreconditionFailed) as err:
+        client.create_session(user_id="cond", api_id=2, api_hash=API_HASH)
+    assert err.value.code == "precondition_failed"
+    updated = client.upsert_session(user_id="cond", api_id=3, api_hash=API_HASH, if_match=created)
+    assert updated.api_id == 3
+    with pytest.raises(vs.PreconditionFailed):
+        client.upsert_session(user_id="cond", api_id=4, api_hash=API_HASH, if_match=created)
+    assert client.find_session("cond").api_id == 3
 
 
 def test_list_is_an_iterator_over_pages(client, make_session):
