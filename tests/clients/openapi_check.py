@@ -133,7 +133,7 @@ def client(base, token, workdir):
     anon = c.Client(base_url=base, raise_on_unexpected_status=True)
 
     def op(name):
-        for tag in ("sessions", "users", "session_data", "operations"):
+        for tag in ("sessions", "users", "session_data", "operations", "leases"):
             try:
                 return import_module(f"{pkg}.api.{tag}.{name}")
             except ModuleNotFoundError:
@@ -155,7 +155,7 @@ def client(base, token, workdir):
             for method, o in item.items():
                 if o["operationId"] == name:
                     url = path
-                    for k in ("session_id", "user_id"):
+                    for k in ("session_id", "user_id", "holder"):
                         if k in kwargs:
                             url = url.replace("{" + k + "}", kwargs[k])
                     return method.upper(), url
@@ -200,6 +200,21 @@ def client(base, token, workdir):
     assert call("reactivate_session", 200, session_id="gen-sid").parsed.is_active
     call("get_stats", 200)
     call("list_keys", 200)
+    TakeLease = models.TakeLease
+    lease = call("take_lease", 200, session_id="gen-sid",
+                 body=TakeLease(holder="gen-host", ttl_seconds=30)).parsed
+    assert call("get_lease", 200, session_id="gen-sid").parsed.fence == lease.fence
+    call("take_lease", 409, session_id="gen-sid", body=TakeLease(holder="other-host"))
+    fences = models.RenewLeasesFences.from_dict({"gen-sid": lease.fence})
+    renewed = call("renew_leases", 200,
+                   body=models.RenewLeases(holder="gen-host", fences=fences)).parsed
+    assert [x.session_id for x in renewed.renewed] == ["gen-sid"]
+    call("release_lease", 409, session_id="gen-sid", holder="gen-host", fence=lease.fence + 1)
+    call("release_lease", 204, session_id="gen-sid", holder="gen-host", fence=lease.fence)
+    call("take_lease", 200, session_id="gen-sid", body=TakeLease(holder="gen-host"))
+    call("break_lease", 200, session_id="gen-sid")
+    call("announce_lease_holder", 200, body=models.Heartbeat(holder="gen-host"))
+    call("withdraw_lease_holder", 204, holder="gen-host")
     call("get_openapi", 200, client_=anon)
     call("healthz", 200, client_=anon)
     call("readyz", 200, client_=anon)
