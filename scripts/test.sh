@@ -48,6 +48,8 @@ VIBEE_RECORD_EXCHANGES=$exchanges cargo test --all-targets --locked "$@" 2>&1 | 
 if [ "$status" = 0 ]; then
   bash scripts/openapi-client-test.sh --exchanges "$exchanges" || status=$?
 fi
+# The Python clients (clients/python) against the same binary and PostgreSQL.
+scripts/python-clients-test.sh 2>&1 | tee -a "$log" || status=$?
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 echo

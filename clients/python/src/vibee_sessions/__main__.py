@@ -1,0 +1,7 @@
+"""``python -m vibee_sessions``: the same as the ``vibee-sessions-py`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
