@@ -56,7 +56,7 @@ async fn a_read_answered_200_always_has_its_audit_row_even_after_kill_9() {
         let (_, status) = read(
             &server.base,
             &reader,
-            "/api/v1/sessions/tenant-1",
+            "/api/v1/users/tenant-1/session",
             &format!("free-{i}"),
         );
         assert_eq!(status, Some(200));
@@ -72,7 +72,7 @@ async fn a_read_answered_200_always_has_its_audit_row_even_after_kill_9() {
     for i in 0..16 {
         let (base, token, tx) = (server.base.clone(), reader.clone(), tx.clone());
         let path = if i % 2 == 0 {
-            "/api/v1/sessions/tenant-1"
+            "/api/v1/users/tenant-1/session"
         } else {
             "/api/v1/sessions/sess-1/data"
         };

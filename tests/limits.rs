@@ -103,7 +103,7 @@ async fn one_token_gets_429_past_its_concurrency_and_others_go_on() {
     let slow: Vec<_> = (0..2)
         .map(|_| {
             let api = api.clone();
-            std::thread::spawn(move || api.get("/api/v1/sessions/u1").status)
+            std::thread::spawn(move || api.get("/api/v1/users/u1/session").status)
         })
         .collect();
     // Until both are in flight, a third may still get in: wait for them.
@@ -123,7 +123,7 @@ async fn one_token_gets_429_past_its_concurrency_and_others_go_on() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let r = api.get("/api/v1/sessions/u1");
+    let r = api.get("/api/v1/users/u1/session");
     assert_eq!(r.status, 429, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("retry-after"), Some("1"));
     assert_eq!(r.json()["code"], "too_many_requests");
@@ -138,7 +138,7 @@ async fn one_token_gets_429_past_its_concurrency_and_others_go_on() {
         assert_eq!(t.join().unwrap(), 200);
     }
     assert_eq!(
-        api.get("/api/v1/sessions/u1").status,
+        api.get("/api/v1/users/u1/session").status,
         200,
         "slots come back"
     );

@@ -59,7 +59,7 @@ async fn swapped_user_ids_or_session_ids_give_an_integrity_error_not_the_victims
         b"attacker blob",
     );
     assert_eq!(
-        api.get("/api/v1/sessions/attacker").json()["api_hash"],
+        api.get("/api/v1/users/attacker/session").json()["api_hash"],
         ATTACKER_HASH
     );
 
@@ -74,7 +74,7 @@ async fn swapped_user_ids_or_session_ids_give_an_integrity_error_not_the_victims
     )
     .await
     .unwrap();
-    let r = api.get("/api/v1/sessions/attacker");
+    let r = api.get("/api/v1/users/attacker/session");
     assert_integrity_error(&r, VICTIM_HASH.as_bytes(), "GET by a swapped user_id");
     // Swap back, then swap the session_ids: the blob is looked up by session_id.
     sql.batch_execute(
@@ -91,7 +91,7 @@ async fn swapped_user_ids_or_session_ids_give_an_integrity_error_not_the_victims
     .unwrap();
     let r = api.get("/api/v1/sessions/attacker-sess/data");
     assert_integrity_error(&r, b"victim blob", "GET blob by a swapped session_id");
-    let r = api.get("/api/v1/sessions/attacker");
+    let r = api.get("/api/v1/users/attacker/session");
     assert_integrity_error(&r, VICTIM_HASH.as_bytes(), "GET with a swapped session_id");
 }
 
@@ -122,7 +122,7 @@ async fn a_header_key_id_other_than_the_rows_data_key_id_is_an_integrity_error()
     )
     .await
     .unwrap();
-    let r = api.get("/api/v1/sessions/u1");
+    let r = api.get("/api/v1/users/u1/session");
     assert_integrity_error(
         &r,
         VICTIM_HASH.as_bytes(),

@@ -109,7 +109,7 @@ fn put(http: &Http, user: &str) {
 }
 
 fn get(http: &Http, user: &str) -> Value {
-    let r = http.get(&format!("/api/v1/sessions/{user}"));
+    let r = http.get(&format!("/api/v1/users/{user}/session"));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v = r.json();
     assert_eq!(v["api_hash"], HASH);

@@ -191,6 +191,9 @@ impl From<DbError> for AppError {
             ),
             DbError::Invalid(i) => AppError::invalid_field(i.field, i.to_string()),
             DbError::Inactive => AppError::inactive(),
+            DbError::PreconditionFailed(why) => {
+                AppError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", why)
+            }
             DbError::VersionMismatch { current } => AppError::new(
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",

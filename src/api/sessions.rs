@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use secrecy::{SecretSlice, SecretString};
 use serde::Deserialize;
@@ -16,7 +16,7 @@ use crate::domain::{UserId, decode_session_data};
 
 use super::auth::{Auth, ListOrBoot, Write};
 use super::error::{AppError, AppResult};
-use super::extract::{JsonBody, QueryParams};
+use super::extract::{IfMatch, JsonBody, QueryParams};
 use super::{App, ErrorBody};
 use crate::db::tokens::Scope;
 
@@ -94,6 +94,10 @@ impl CreateSession {
     path = "/api/v1/sessions",
     tag = "sessions",
     request_body = CreateSession,
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "`*`: create only (412 when the user_id already has a session)"),
+        ("If-Match" = Option<String>, Header, description = "update only the session at this ETag (412 otherwise, or when none exists)"),
+    ),
     security(("bearer" = ["sessions:write"])),
     operation_id = "upsert_session",
     responses(
@@ -106,6 +110,7 @@ impl CreateSession {
             ("ETag" = String, description = "\"<version>\""),
         )),
         (status = 409, description = "session_id owned by another user (`conflict`), or the session is deactivated (`session_inactive`)", body = ErrorBody),
+        (status = 412, description = "`If-None-Match: *` and the user_id has a session, or `If-Match` names another version or no session exists (`precondition_failed`); nothing is written", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid field (named in `field`)", body = ErrorBody),
@@ -114,10 +119,22 @@ impl CreateSession {
 pub async fn upsert(
     State(app): State<App>,
     auth: Auth<Write>,
+    if_match: IfMatch,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<CreateSession>,
 ) -> AppResult<Response> {
     let input = body.into_input()?;
-    let outcome = app.store.upsert(&auth.audit, &input).await?;
+    let condition = match (create_only(&headers)?, if_match.versions()) {
+        (true, Some(_)) => {
+            return Err(AppError::bad_request(
+                "If-None-Match: * (create only) and If-Match (update only) exclude each other",
+            ));
+        }
+        (true, None) => sessions::Condition::Absent,
+        (false, Some(versions)) => sessions::Condition::Version(versions),
+        (false, None) => sessions::Condition::Any,
+    };
+    let outcome = app.store.upsert_if(&auth.audit, &input, condition).await?;
     let (status, meta) = match outcome {
         Upserted::Created(m) => (StatusCode::CREATED, m),
         Upserted::Updated(m) => (StatusCode::OK, m),
@@ -130,6 +147,23 @@ pub async fn upsert(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// `If-None-Match: *` on POST means "create only"; entity tags there have no
+/// meaning for a write and are refused rather than ignored.
+fn create_only(headers: &HeaderMap) -> AppResult<bool> {
+    let mut star = false;
+    for value in headers.get_all(header::IF_NONE_MATCH) {
+        match value.to_str().map(str::trim) {
+            Ok("*") => star = true,
+            _ => {
+                return Err(AppError::bad_request(
+                    "If-None-Match on POST /api/v1/sessions must be * (create only)",
+                ));
+            }
+        }
+    }
+    Ok(star)
 }
 
 #[derive(Deserialize, IntoParams)]

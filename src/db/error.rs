@@ -20,6 +20,10 @@ pub enum DbError {
     /// session's current one.
     #[error("the session is at version {current}, not the one the write was conditional on")]
     VersionMismatch { current: i64 },
+    /// A conditional write whose condition names no stored session state
+    /// (`If-None-Match: *` on an existing session, `If-Match` on none).
+    #[error("{0}")]
+    PreconditionFailed(&'static str),
     /// A stored value failed to decrypt: tampered, moved, or corrupt. Logged
     /// (where, never what) by whoever detects it.
     #[error("integrity check failed for {table}.{column}")]

@@ -159,8 +159,18 @@ impl Store {
         ctx: &AuditContext,
         input: &SessionInput,
     ) -> Result<Upserted, DbError> {
+        self.upsert_if(ctx, input, sessions::Condition::Any).await
+    }
+
+    /// `upsert`, only when `condition` holds (`If-Match`, `If-None-Match: *`).
+    pub async fn upsert_if(
+        &self,
+        ctx: &AuditContext,
+        input: &SessionInput,
+        condition: sessions::Condition<'_>,
+    ) -> Result<Upserted, DbError> {
         let mut conn = self.flushed_conn().await?;
-        sessions::upsert(&mut conn, &self.vault, ctx, input).await
+        sessions::upsert_if(&mut conn, &self.vault, ctx, input, condition).await
     }
 
     /// Changes non-secret fields of an active session.

@@ -30,4 +30,6 @@ pub(in crate::db) use read::{credentials_read_event, read_credentials, read_sess
 pub use read::{get_credentials, get_meta, get_session_data, list, meta};
 pub use reseal::{reseal_batch, rows_not_on};
 pub use seal::TABLE;
-pub use write::{deactivate, purge, put_session_data, update_metadata, upsert};
+pub use write::{
+    Condition, deactivate, purge, put_session_data, update_metadata, upsert, upsert_if,
+};

@@ -28,6 +28,18 @@ use crate::db::validate;
 /// finds and updates that row.
 const UPSERT_ATTEMPTS: usize = 3;
 
+/// What a conditional upsert requires of the stored session (RFC 9110).
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Condition<'a> {
+    /// Create or update.
+    #[default]
+    Any,
+    /// `If-None-Match: *`: create only; an existing session is 412.
+    Absent,
+    /// `If-Match`: update only a session at one of these versions.
+    Version(&'a [i64]),
+}
+
 /// Creates the session of `input.user_id`, or updates it. Two concurrent
 /// upserts of one `user_id` give one row and no error.
 pub async fn upsert(
@@ -36,10 +48,22 @@ pub async fn upsert(
     ctx: &AuditContext,
     input: &SessionInput,
 ) -> Result<Upserted, DbError> {
+    upsert_if(conn, vault, ctx, input, Condition::Any).await
+}
+
+/// `upsert`, only when `condition` holds (checked on the locked row, in the
+/// write's transaction); otherwise nothing is written.
+pub async fn upsert_if(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
+    ctx: &AuditContext,
+    input: &SessionInput,
+    condition: Condition<'_>,
+) -> Result<Upserted, DbError> {
     input.validate()?;
     let mut refused = 0;
     loop {
-        match upsert_once(conn, vault, ctx, input).await {
+        match upsert_once(conn, vault, ctx, input, condition).await {
             Err(DbError::StaleKey) if refused < STALE_KEY_RETRIES => {
                 refused += 1;
                 vault.reload_after_refusal(conn).await?;
@@ -58,6 +82,7 @@ async fn upsert_once(
     vault: &Vault,
     ctx: &AuditContext,
     input: &SessionInput,
+    condition: Condition<'_>,
 ) -> Result<Upserted, DbError> {
     let first_ring = vault.reserve(conn, SEALED_FIELDS).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
@@ -77,13 +102,27 @@ async fn upsert_once(
                 .await
                 .optional()?;
             if let Some((row, stored_session_id)) = existing {
-                check_writable(row.is_active, row.version, None)?;
+                let expected = match condition {
+                    Condition::Absent => {
+                        return Err(DbError::PreconditionFailed(
+                            "a session for this user_id exists (If-None-Match: * creates only)",
+                        ));
+                    }
+                    Condition::Version(list) => Some(list),
+                    Condition::Any => None,
+                };
+                check_writable(row.is_active, row.version, expected)?;
                 let stored = Stored {
                     row: &row,
                     session_id: &stored_session_id,
                 };
                 let meta = update_existing(conn, vault, &seal_ring, ctx, input, stored).await?;
                 return Ok(Upserted::Updated(meta));
+            }
+            if let Condition::Version(_) = condition {
+                return Err(DbError::PreconditionFailed(
+                    "no session for this user_id, and If-Match names a version of one",
+                ));
             }
             if let Some(meta) = insert_new(conn, &seal_ring, input).await? {
                 let details = json!({
