@@ -25,6 +25,8 @@ pub struct Read;
 pub struct Write;
 pub struct List;
 pub struct Admin;
+/// Any valid token (the console asks what its token may do).
+pub struct AnyScope;
 
 impl RequiredScope for Read {
     const SCOPE: Option<Scope> = Some(Scope::SessionsRead);
@@ -38,10 +40,15 @@ impl RequiredScope for List {
 impl RequiredScope for Admin {
     const SCOPE: Option<Scope> = Some(Scope::Admin);
 }
+impl RequiredScope for AnyScope {
+    const SCOPE: Option<Scope> = None;
+}
 
 /// An authenticated caller holding scope `S`, and the audit context of the request.
 pub struct Auth<S> {
     pub audit: AuditContext,
+    /// Every scope the token holds.
+    pub scopes: Vec<Scope>,
     _scope: PhantomData<S>,
 }
 
@@ -69,11 +76,12 @@ impl<S: RequiredScope> FromRequestParts<App> for Auth<S> {
             tokens::touch(&mut conn, token.id).await?;
         }
         let audit = AuditContext {
-            actor: token.name,
+            actor: token.name.clone(),
             request_id: request_id(&parts.headers),
         };
         Ok(Self {
             audit,
+            scopes: token.scopes,
             _scope: PhantomData,
         })
     }
