@@ -208,7 +208,7 @@ pub async fn break_lease(
 ) -> AppResult<Json<Lease>> {
     let session_id = session_id.as_str();
     let mut conn = app.conn().await?;
-    leases::break_lease(&mut conn, &auth.audit, &session_id)
+    leases::break_lease(&mut conn, &auth.audit, session_id)
         .await?
         .map(Json)
         .ok_or_else(no_lease)

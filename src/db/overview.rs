@@ -75,11 +75,10 @@ struct Kdf {
 /// How the master key is made: `passphrase (<kdf>)` when the database holds
 /// KDF parameters, else `key` (a 256-bit key from the environment or a file).
 pub async fn master_kind(conn: &mut AsyncPgConnection) -> Result<String, DbError> {
-    let kdf: Kdf = diesel::sql_query(
-        "SELECT (SELECT algorithm FROM master_key_kdf LIMIT 1) AS algorithm",
-    )
-    .get_result(conn)
-    .await?;
+    let kdf: Kdf =
+        diesel::sql_query("SELECT (SELECT algorithm FROM master_key_kdf LIMIT 1) AS algorithm")
+            .get_result(conn)
+            .await?;
     Ok(match kdf.algorithm {
         Some(algorithm) => format!("passphrase ({algorithm})"),
         None => "key".to_owned(),

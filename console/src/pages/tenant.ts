@@ -105,7 +105,7 @@ function event(a: Activity): HTMLElement {
   return h("li", {},
     h("span", { class: "when" }, time(a.created_at)),
     h("span", { class: "what" }, a.activity_type.replace(/_/g, " ")),
-    h("span", { class: "who" }, `by ${a.actor}`),
+    h("span", { class: "actor" }, `by ${a.actor}`),
     details ? h("span", { class: "muted details" }, details) : null,
   );
 }
