@@ -83,8 +83,8 @@ foreign = []
 browser_errors = []
 
 
-def shot(page, name):
-    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+def shot(page, name, full_page=True):
+    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=full_page)
 
 
 def dom_snapshots(page, store):
@@ -317,11 +317,11 @@ with sync_playwright() as p:
     page.set_viewport_size({"width": 390, "height": 844})
     page.click("#nav a[data-page=overview]")
     expect(page.locator(".tile").first).to_be_visible()
-    shot(page, "overview-phone")
+    shot(page, "overview-phone", full_page=False)
     page.click("#nav a[data-page=tenants]")
     expect(page.locator("#rows tr")).to_have_count(50)
     check(page.evaluate("document.documentElement.scrollWidth") <= 400, "no sideways scrolling of the page at phone width (the table scrolls in its box)")
-    shot(page, "tenants-phone")
+    shot(page, "tenants-phone", full_page=False)
     page.set_viewport_size({"width": 1280, "height": 860})
 
     # Keyboard: Tab reaches the navigation, Enter follows a link.
