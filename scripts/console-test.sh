@@ -37,10 +37,15 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import playwright, ht
 fi
 
 # The console embedded in this build must be the one its sources give.
-if command -v node >/dev/null 2>&1; then
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing Debian's nodejs and npm (apt-get) ..." >&2
+  apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm >&2 || true
+fi
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   scripts/console-build.sh --check
 else
-  echo "note: Node.js is not installed; console/dist is not compared with its sources" >&2
+  echo "note: Node.js/npm are not installed (apt-get install nodejs npm); console/dist is not compared with its sources" >&2
 fi
 
 cargo build --bin vibee-sessions --example seed_sessions >&2
