@@ -50,6 +50,8 @@ if [ "$status" = 0 ]; then
 fi
 # The Python clients (clients/python) against the same binary and PostgreSQL.
 scripts/python-clients-test.sh 2>&1 | tee -a "$log" || status=$?
+# The operator console in headless Chromium (Playwright), against a real serve.
+bash scripts/console-test.sh 2>&1 | tee -a "$log" || status=$?
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' "$log" | awk '{s+=$1} END {print s+0}')
 echo

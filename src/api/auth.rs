@@ -30,6 +30,8 @@ pub struct List;
 /// The list of sessions: `sessions:list`, or `sessions:boot` (active only).
 pub struct ListOrBoot;
 pub struct Admin;
+/// Any valid token (the console asks what its token may do).
+pub struct AnyScope;
 
 impl RequiredScope for Read {
     const SCOPES: &'static [Scope] = &[Scope::SessionsRead];
@@ -48,6 +50,9 @@ impl RequiredScope for ListOrBoot {
 }
 impl RequiredScope for Admin {
     const SCOPES: &'static [Scope] = &[Scope::Admin];
+}
+impl RequiredScope for AnyScope {
+    const SCOPES: &'static [Scope] = &[];
 }
 
 /// An authenticated caller holding scope `S`, and the audit context of the request.

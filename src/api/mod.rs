@@ -5,6 +5,7 @@ mod activity;
 mod apidoc;
 mod auth;
 mod blob;
+mod console;
 mod error;
 mod extract;
 #[cfg(fuzzing)]
@@ -14,6 +15,7 @@ mod leases;
 pub mod limits;
 mod middleware;
 mod ops;
+mod overview;
 mod session;
 mod sessions;
 mod users;
@@ -128,6 +130,10 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
+        .routes(routes!(overview::token))
+        .routes(routes!(overview::hourly))
+        .routes(routes!(overview::holders))
+        .routes(routes!(overview::master))
         .split_for_parts()
 }
 
@@ -250,7 +256,7 @@ pub fn router(app: App, settings: &ApiSettings) -> Router {
             middleware::header_value("max-age=31536000"),
         ));
     }
-    router.layer(
+    router.merge(console::router(settings)).layer(
         ServiceBuilder::new()
             .layer(axum::middleware::from_fn(middleware::sanitize_request_id))
             .layer(SetRequestIdLayer::new(

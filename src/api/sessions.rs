@@ -179,6 +179,14 @@ pub struct ListParams {
     is_authorized: Option<bool>,
     /// Only the session of this tenant (a page of at most one).
     user_id: Option<String>,
+    /// Search: only sessions whose user_id, session_id or username contains
+    /// this (case-insensitive, 1-128 characters).
+    #[param(min_length = 1, max_length = 128)]
+    q: Option<String>,
+    /// Only active (true) or deactivated (false) sessions; overrides `include_inactive`.
+    is_active: Option<bool>,
+    /// Only sessions held by a live lease (true) or free (false).
+    held: Option<bool>,
 }
 
 #[utoipa::path(
@@ -191,7 +199,7 @@ pub struct ListParams {
     responses(
         (status = 200, description = "A page of sessions, metadata only, each with its live lease (holder, fence, expiry) or null", body = super::leases::ListedPage),
         (status = 400, description = "A query parameter does not parse (`invalid_query`)", body = ErrorBody),
-        (status = 422, description = "limit out of range, or a cursor or user_id that is not a user_id", body = ErrorBody),
+        (status = 422, description = "limit out of range, a cursor or user_id that is not a user_id, or an empty or too long q", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -224,6 +232,15 @@ pub async fn list(
     if let Some(user_id) = &params.user_id {
         UserId::parse(user_id.as_str())?;
     }
+    // PostgreSQL refuses NUL in text: held back here, not a 500.
+    if let Some(q) = &params.q
+        && (q.is_empty() || q.chars().count() > 128 || q.contains('\0'))
+    {
+        return Err(AppError::invalid_field(
+            "q",
+            "q must be 1-128 characters without NUL",
+        ));
+    }
     let page = app
         .store
         .list(&ListQuery {
@@ -232,6 +249,9 @@ pub async fn list(
             include_inactive: params.include_inactive.unwrap_or(false),
             is_authorized: params.is_authorized,
             user_id: params.user_id,
+            search: params.q,
+            is_active: params.is_active,
+            held: params.held,
         })
         .await?;
     let mut conn = app.conn().await?;

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod leases;
 mod listen;
 pub mod migrate;
+pub mod overview;
 mod pool;
 pub mod schema;
 pub mod sessions;

@@ -233,6 +233,14 @@ pub struct ListQuery {
     pub is_authorized: Option<bool>,
     /// Only the session of this tenant (a page of at most one).
     pub user_id: Option<String>,
+    /// Only sessions whose user_id, session_id or username contains this
+    /// (case-insensitive; `%` and `_` are literal).
+    pub search: Option<String>,
+    /// Only active (true) or deactivated (false) sessions; overrides
+    /// `include_inactive`.
+    pub is_active: Option<bool>,
+    /// Only sessions held by a live lease (true) or free (false).
+    pub held: Option<bool>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -82,8 +82,30 @@ pub async fn list(conn: &mut AsyncPgConnection, q: &ListQuery) -> Result<Page, D
         .order(user_sessions::user_id)
         .limit(limit + 1)
         .into_boxed();
-    if !q.include_inactive {
-        query = query.filter(user_sessions::is_active.eq(true));
+    match q.is_active {
+        Some(active) => query = query.filter(user_sessions::is_active.eq(active)),
+        None if !q.include_inactive => query = query.filter(user_sessions::is_active.eq(true)),
+        None => {}
+    }
+    if let Some(search) = &q.search {
+        let pattern = format!("%{}%", escape_like(search));
+        query = query.filter(
+            user_sessions::user_id
+                .ilike(pattern.clone())
+                .or(user_sessions::session_id.ilike(pattern.clone()))
+                .or(user_sessions::username.ilike(pattern).assume_not_null()),
+        );
+    }
+    if let Some(held) = q.held {
+        let live = diesel::dsl::sql::<diesel::sql_types::Bool>(
+            "EXISTS (SELECT 1 FROM session_leases l \
+             WHERE l.session_id = user_sessions.session_id AND l.expires_at > now())",
+        );
+        query = if held {
+            query.filter(live)
+        } else {
+            query.filter(diesel::dsl::not(live))
+        };
     }
     if let Some(authorized) = q.is_authorized {
         query = query.filter(user_sessions::is_authorized.eq(authorized));
@@ -105,6 +127,18 @@ pub async fn list(conn: &mut AsyncPgConnection, q: &ListQuery) -> Result<Page, D
         sessions,
         next_cursor,
     })
+}
+
+/// `s` as a literal inside a LIKE pattern (the default escape is a backslash).
+fn escape_like(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The MTProto session blob of a session (`None` when none is stored): an
