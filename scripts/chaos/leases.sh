@@ -14,7 +14,7 @@ lease_bound=$((lease_ttl + lease_period + 2))
 say "scenario leases: 3 loaders, $lease_tenants tenants, lease TTL ${lease_ttl}s (bound ${lease_bound}s)"
 cargo build "${flags[@]}" --locked --example seed_sessions >/dev/null 2>&1 || die "cannot build examples/seed_sessions"
 seed=$PWD/target/$profile/examples/seed_sessions
-psql "postgres://postgres@127.0.0.1:$pg_port/postgres" -XAtqc "CREATE DATABASE chaos_leases" >/dev/null
+pg_run psql "postgres://postgres@127.0.0.1:$pg_port/postgres" -XAtqc "CREATE DATABASE chaos_leases" >/dev/null
 lurl="postgres://postgres@127.0.0.1:$pg_port/chaos_leases"
 DATABASE_URL=$lurl MASTER_KEY="$old_key" "$bin" migrate >/dev/null
 DATABASE_URL=$lurl MASTER_KEY="$old_key" SEED_BLOB_BYTES=64 "$seed" "$lease_tenants" >/dev/null
