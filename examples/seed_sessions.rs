@@ -61,17 +61,20 @@ async fn main() -> anyhow::Result<()> {
                 let mut rows = Vec::with_capacity(hi - lo);
                 for i in lo..hi {
                     let id = uuid::Uuid::new_v4();
+                    let (user_id, session_id) = (format!("bench{i:07}"), format!("sid{i:07}"));
+                    // Bound to the row and its lookup keys (format v2), as the store seals.
                     let seal = |column, bytes: &[u8]| {
                         ring.seal(
-                            &FieldRef::new("user_sessions", column, id.as_bytes()),
+                            &FieldRef::new("user_sessions", column, id.as_bytes())
+                                .looked_up_by(user_id.as_bytes(), session_id.as_bytes()),
                             bytes,
                         )
                     };
                     let blob: Vec<u8> = (0..blob_len).map(|j| (i * 31 + j * 7) as u8).collect();
                     rows.push((
                         user_sessions::id.eq(id),
-                        user_sessions::user_id.eq(format!("bench{i:07}")),
-                        user_sessions::session_id.eq(format!("sid{i:07}")),
+                        user_sessions::user_id.eq(user_id.clone()),
+                        user_sessions::session_id.eq(session_id.clone()),
                         user_sessions::api_id.eq(1000 + i as i32),
                         user_sessions::api_hash_encrypted.eq(seal(
                             "api_hash_encrypted",
