@@ -641,7 +641,9 @@ fn write_golden_v2_vectors() {
     as_v1[0] = 1;
     let mut other_row = row_id.clone();
     other_row[15] ^= 1;
-    let fails: Vec<(&str, &str, &str, Vec<u8>, Vec<u8>)> = vec![
+    // (file, user_id, session_id, row id, ciphertext)
+    type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, Vec<u8>);
+    let fails: Vec<Case> = vec![
         (
             "fail_v2_other_user_id.txt",
             "144022505",
