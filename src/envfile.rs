@@ -2,7 +2,7 @@
 //! working directory's `.env`), read literally: nothing is ever expanded from
 //! the environment of the process reading them. A tenant's file that says
 //! `TELEGRAM_USERNAME="${MASTER_KEY}"` must not put the operator's master key
-//! into a plaintext column (issue 12).
+//! into a plaintext column.
 //!
 //! The rules (docs/CONFIGURATION.md, "KEY=VALUE files"), chosen to mean what
 //! a shell would mean or to refuse:

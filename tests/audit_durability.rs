@@ -1,4 +1,4 @@
-//! Issue 12, item 4: a credentials read fails closed. Its audit row is
+//! A credentials read fails closed. Its audit row is
 //! committed before the secret leaves, so a server killed with SIGKILL while
 //! `session_activity` is locked has answered no read it did not record.
 

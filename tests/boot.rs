@@ -431,7 +431,7 @@ async fn last_seen_and_loads(db: &TestDb, user_id: &str) -> (bool, i64, Vec<Stri
     (row.get(0), actors.len() as i64, actors)
 }
 
-/// The new user's command from issue 12, with a read-only token: it works,
+/// A new user's command from the docs, with a read-only token: it works,
 /// stamps `last_seen_at` server-side and is audited as a boot load under the
 /// token's name; the token can still write nothing.
 #[tokio::test(flavor = "multi_thread")]

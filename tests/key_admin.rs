@@ -1,4 +1,4 @@
-//! Issue 12, item 8 (three of its holes): token changes are audited; a new
+//! Three small holes closed: token changes are audited; a new
 //! primary is never wrapped under another master key than the live keys; the
 //! nonce budget counts every encryption an upsert makes, retries included.
 

@@ -1,4 +1,4 @@
-//! Issue 12, item 7: a sealed value is bound to the keys it is looked up by
+//! A sealed value is bound to the keys it is looked up by
 //! (`user_id`, `session_id`), not just to its row's uuid. Someone with SQL
 //! write access who swaps two rows' lookup keys gets an integrity error,
 //! never the victim's credentials. And a ciphertext whose header names

@@ -1,4 +1,4 @@
-//! Issue 12, item 1: a replica with a stale key ring can never leave a row
+//! A replica with a stale key ring can never leave a row
 //! under a retired key. The database refuses such a write (a trigger), the
 //! replica reloads its ring and re-seals; it refreshes through its pool when
 //! its LISTEN connection is gone; and it stops encrypting (503) when it

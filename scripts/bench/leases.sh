@@ -38,7 +38,7 @@ bound=$((lease_ttl + lease_ttl / 3))
 batch_ratio=$(awk -v a="$(lb batch_renew_s)" -v b="$(lb single_renew_s)" 'BEGIN { if (b+0 == 0) print "n/a"; else printf "%.3f", a/b }')
 {
   echo
-  echo "## Leases (issue 13)"
+  echo "## Leases"
   echo
   echo "Store statements on one connection (\`examples/lease_bench.rs\`, $(lb leases) leases), and"
   echo "$lease_loaders \`boot --all --exec\` loaders (--lease-ttl ${lease_ttl}s) started together over $tenants tenants."

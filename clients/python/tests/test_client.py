@@ -98,7 +98,7 @@ def test_sessions_create_update_credentials_patch_deactivate(client):
 
 
 def test_post_is_conditional_create_only_and_if_match(client):
-    """RFC 9110 on POST /sessions (issue 13, section 2)."""
+    """RFC 9110 conditional requests on POST /sessions."""
     created = client.create_session(user_id="cond", api_id=1, api_hash=API_HASH)
     with pytest.raises(vs.PreconditionFailed) as err:
         client.create_session(user_id="cond", api_id=2, api_hash=API_HASH)
