@@ -56,17 +56,28 @@ status=0
 # Hypothesis' storage (its caches; --hypothesis-derandomize keeps no example
 # database) under target/, not in the checkout's .hypothesis/.
 export HYPOTHESIS_STORAGE_DIRECTORY=$out/hypothesis
-"$venv/bin/st" run "$out/openapi.json" --base-url "$base" \
-  -H "Authorization: Bearer $token" \
-  --checks "$checks" \
-  --hypothesis-max-examples "$max_examples" \
-  --hypothesis-derandomize \
-  --hypothesis-deadline 5000 \
-  --request-timeout 35000 \
-  --generation-allow-x00 true \
-  --data-generation-method all \
-  --experimental=openapi-3.1 \
-  --no-color </dev/null 2>&1 | tee "$out/report.txt" || status=$?
+st_run() {
+  "$venv/bin/st" run "$out/openapi.json" --base-url "$base" \
+    -H "Authorization: Bearer $token" \
+    --hypothesis-max-examples "$max_examples" \
+    --hypothesis-derandomize \
+    --hypothesis-deadline 5000 \
+    --request-timeout 35000 \
+    --generation-allow-x00 true \
+    --data-generation-method all \
+    --experimental=openapi-3.1 \
+    --no-color "$@" </dev/null 2>&1 | tee -a "$out/report.txt" || status=$?
+}
+: >"$out/report.txt"
+st_run --checks "$checks" --exclude-operation-id put_session_data
+# PUT .../data takes its body raw, so negative generation puts control
+# characters in its If-Match / Lease-Fence headers; such a request is not
+# valid HTTP and hyper refuses it before the application sees it, with a
+# bare 400 and no JSON body. Its status is still checked here; its response
+# schemas are checked on every response the test suite records
+# (scripts/openapi-client-test.sh --exchanges, run by scripts/test.sh).
+st_run --checks "$checks" --include-operation-id put_session_data \
+  --exclude-checks content_type_conformance,response_schema_conformance
 echo "scripts/schemathesis.sh: $(( $(date +%s) - start ))s, exit $status"
 kill -0 "$server_pid" || { echo "the server died"; exit 1; }
 exit $status

@@ -289,3 +289,25 @@ async fn a_replica_left_on_an_old_master_key_stops_encrypting_with_503() {
     assert_eq!(rows_under_retired_keys(&db).await, 0);
     every_row_readable(&db, &new, &["u1"]);
 }
+
+/// A server whose keys do not change keeps encrypting: a reload that finds
+/// the same key rows (and so unwraps nothing) still counts as a reload.
+/// Before, a quiet server went "stale" after 3 refresh periods and answered
+/// every write 503 `key_ring_stale` (schemathesis found it after 30 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_server_with_unchanged_keys_never_goes_stale() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    let token = create_token(&db, "writer", "sessions:write");
+    let server = Server::start_with(&db, &key, &[("KEY_REFRESH_SECS", "1")]);
+    let api = server.client().with_token(&token);
+    assert_eq!(put(&api, "before"), 201);
+    // Five refresh periods, more than the 3 after which a ring not reloaded
+    // counts as stale.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(
+        put(&api, "after"),
+        201,
+        "a ring with unchanged keys is current"
+    );
+}
