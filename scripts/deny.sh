@@ -5,9 +5,9 @@
 #
 #   ADVISORY_DB=/path/to/advisory-db scripts/deny.sh
 #
-# ADVISORY_DB defaults to ../shared/advisory-db beside the clone (where this
-# workplace keeps its snapshot; its SNAPSHOT file names the commit and date).
-# The snapshot is copied under target/ and made a git repository, since
+# ADVISORY_DB names a local copy of the RustSec advisory database (a checkout,
+# or a snapshot with a SNAPSHOT file naming its commit and date); .ci/run
+# passes the one its CI machine keeps. The snapshot is copied under target/ and made a git repository, since
 # cargo-deny reads the database through git; no network is used. Without a
 # snapshot the advisories check is skipped, and the script says so.
 # Installs cargo-deny from crates.io when missing (a few minutes of compile,
@@ -20,9 +20,9 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
 fi
 cargo deny --offline check bans licenses sources
 
-snapshot=${ADVISORY_DB:-../shared/advisory-db}
-if [ ! -d "$snapshot/crates" ]; then
-  echo "deny.sh: SKIPPED the RustSec advisories check: no advisory database at $snapshot" >&2
+snapshot=${ADVISORY_DB:-}
+if [ -z "$snapshot" ] || [ ! -d "$snapshot/crates" ]; then
+  echo "deny.sh: SKIPPED the RustSec advisories check: no advisory database at ${snapshot:-(ADVISORY_DB unset)}" >&2
   echo "deny.sh: set ADVISORY_DB to a checkout of the RustSec advisory-db to run it" >&2
   exit 0
 fi
