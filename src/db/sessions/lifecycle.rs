@@ -1,10 +1,11 @@
 //! What a session's state allows: the lock-and-check every write starts
-//! with (active, at the expected version), the way back from deactivation,
-//! and clearing the blob.
+//! with (active, at the expected version), deactivation and the way back,
+//! purging, and clearing the blob.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
+use uuid::Uuid;
 
 use super::model::{By, Expected, SealedRow, SessionMeta, check_writable};
 use super::read::meta;
@@ -106,6 +107,79 @@ pub async fn reactivate(
         };
         activity::record(conn, ctx, event).await?;
         Ok((meta_now, true))
+    })
+    .await
+}
+
+/// Marks a session inactive. Idempotent: `Ok(false)` when it already was.
+pub async fn deactivate(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+) -> Result<bool, DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let changed = diesel::update(
+            user_sessions::table
+                .filter(user_sessions::session_id.eq(session_id))
+                .filter(user_sessions::is_active.eq(true)),
+        )
+        .set((
+            user_sessions::is_active.eq(false),
+            user_sessions::version.eq(user_sessions::version + 1),
+            user_sessions::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(user_sessions::user_id)
+        .get_result::<String>(conn)
+        .await
+        .optional()?;
+        let Some(user_id) = changed else {
+            // Already inactive, or no such session: only the latter is an error.
+            user_sessions::table
+                .filter(user_sessions::session_id.eq(session_id))
+                .select(user_sessions::id)
+                .first::<Uuid>(conn)
+                .await?;
+            return Ok(false);
+        };
+        activity::record(
+            conn,
+            ctx,
+            Event {
+                kind: ActivityType::SessionDeactivated,
+                session_id: Some(session_id),
+                user_id: Some(&user_id),
+                details: json!({}),
+            },
+        )
+        .await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Deletes a session row for good. The audit trail stays.
+pub async fn purge(
+    conn: &mut AsyncPgConnection,
+    ctx: &AuditContext,
+    session_id: &str,
+) -> Result<(), DbError> {
+    conn.transaction::<_, DbError, _>(async |conn| {
+        let user_id =
+            diesel::delete(user_sessions::table.filter(user_sessions::session_id.eq(session_id)))
+                .returning(user_sessions::user_id)
+                .get_result::<String>(conn)
+                .await?;
+        activity::record(
+            conn,
+            ctx,
+            Event {
+                kind: ActivityType::SessionPurged,
+                session_id: Some(session_id),
+                user_id: Some(&user_id),
+                details: json!({}),
+            },
+        )
+        .await
     })
     .await
 }

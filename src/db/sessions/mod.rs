@@ -21,7 +21,7 @@ use model::SealedRow;
 use seal::{credentials, open_row, ring_for};
 
 pub use boot_load::{BootPage, BootSelection, load_for_boot};
-pub use lifecycle::{delete_session_data, reactivate};
+pub use lifecycle::{deactivate, delete_session_data, purge, reactivate};
 pub use model::{
     By, Credentials, DEFAULT_PAGE, Expected, ListQuery, MAX_PAGE, Page, Session, SessionInput,
     SessionMeta, SessionPatch, Upserted,
@@ -30,6 +30,4 @@ pub(in crate::db) use read::{credentials_read_event, read_credentials, read_sess
 pub use read::{get_credentials, get_meta, get_session_data, list, meta};
 pub use reseal::{reseal_batch, rows_not_on};
 pub use seal::TABLE;
-pub use write::{
-    Condition, deactivate, purge, put_session_data, update_metadata, upsert, upsert_if,
-};
+pub use write::{Condition, put_session_data, update_metadata, upsert, upsert_if};
