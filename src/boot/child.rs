@@ -1,12 +1,19 @@
-//! The agent as a child process: started so that it dies with the loader,
+//! The agent as a child process: its command (tenants, fences), started so
+//! that it dies with the loader,
 //! signalled, and its exit status read as a shell would.
 
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::BootError;
+use zeroize::Zeroizing;
+
+use super::exec::{self, SessionsFile};
+use super::{BootError, TenantConfig};
 
 /// Starts the agent. It gets SIGKILL when we die, however we die.
 pub(super) fn spawn(mut cmd: Command) -> Result<Child, BootError> {
@@ -63,4 +70,54 @@ impl Signals {
             hup: make(SignalKind::hangup())?,
         })
     }
+}
+
+/// The agent's command for `tenants`, each with the fence of its lease: one
+/// tenant in the environment, several as JSON on descriptor 3.
+pub(super) fn agent_command(
+    argv: &[OsString],
+    holder: &str,
+    tenants: &[TenantConfig],
+    fence_of: impl Fn(&str) -> Option<i64>,
+    one: bool,
+) -> Result<(Command, Option<std::fs::File>), BootError> {
+    if one {
+        let t = &tenants[0];
+        let mut cmd = exec::command_one(argv, t)?;
+        let fence = fence_of(&t.session_id).unwrap_or_default();
+        cmd.env("VIBEE_LEASE_HOLDER", holder)
+            .env("VIBEE_LEASE_FENCE", fence.to_string());
+        return Ok((cmd, None));
+    }
+    let mut file = SessionsFile::create()?;
+    let w = file.writer();
+    let mut write = |bytes: &[u8]| {
+        w.write_all(bytes)
+            .map_err(|e| BootError::Failure(format!("cannot write the sessions file: {e}")))
+    };
+    write(b"[")?;
+    for (i, t) in tenants.iter().enumerate() {
+        let mut v = t.to_json();
+        v["lease_fence"] = fence_of(&t.session_id).into();
+        let item = Zeroizing::new(serde_json::to_vec(&v).expect("JSON"));
+        write(if i == 0 { b"\n" } else { b",\n" })?;
+        write(&item)?;
+    }
+    write(b"\n]\n")?;
+    let (mut cmd, file) = file.into_command(argv, tenants.len())?;
+    // Descriptor 3 in the agent, as after an exec from a fresh process
+    // (a shell can redirect only single-digit descriptors).
+    let raw = file.as_raw_fd();
+    // SAFETY: dup2 is async-signal-safe; it clears close-on-exec on the copy.
+    unsafe {
+        cmd.pre_exec(move || {
+            if raw != 3 && libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.env("VIBEE_SESSIONS_FD", "3")
+        .env("VIBEE_LEASE_HOLDER", holder);
+    Ok((cmd, Some(file)))
 }

@@ -11,19 +11,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use zeroize::Zeroizing;
-
-use super::child::{Signals, exit_code, signal_child, spawn};
-use super::exec::{self, SessionsFile};
+use super::BootError;
+use super::child::{Signals, agent_command, exit_code, signal_child, spawn};
 use super::leaser::{Leaser, TakeOutcome};
 use super::share::{self, Slot};
-use super::{BootError, TenantConfig};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -224,57 +218,6 @@ impl Supervisor {
         }
     }
 
-    fn command(
-        &self,
-        tenants: &[TenantConfig],
-        one: bool,
-    ) -> Result<(Command, Option<std::fs::File>), BootError> {
-        let holder = &self.settings.holder;
-        if one {
-            let t = &tenants[0];
-            let mut cmd = exec::command_one(&self.argv, t)?;
-            let fence = self
-                .held
-                .get(&t.session_id)
-                .map(|(_, f)| *f)
-                .unwrap_or_default();
-            cmd.env("VIBEE_LEASE_HOLDER", holder)
-                .env("VIBEE_LEASE_FENCE", fence.to_string());
-            return Ok((cmd, None));
-        }
-        let mut file = SessionsFile::create()?;
-        let w = file.writer();
-        let mut write = |bytes: &[u8]| {
-            w.write_all(bytes)
-                .map_err(|e| BootError::Failure(format!("cannot write the sessions file: {e}")))
-        };
-        write(b"[")?;
-        for (i, t) in tenants.iter().enumerate() {
-            let mut v = t.to_json();
-            v["lease_fence"] = self.held.get(&t.session_id).map(|(_, f)| *f).into();
-            let item = Zeroizing::new(serde_json::to_vec(&v).expect("JSON"));
-            write(if i == 0 { b"\n" } else { b",\n" })?;
-            write(&item)?;
-        }
-        write(b"\n]\n")?;
-        let (mut cmd, file) = file.into_command(&self.argv, tenants.len())?;
-        // Descriptor 3 in the agent, as after an exec from a fresh process
-        // (a shell can redirect only single-digit descriptors).
-        let raw = file.as_raw_fd();
-        // SAFETY: dup2 is async-signal-safe; it clears close-on-exec on the copy.
-        unsafe {
-            cmd.pre_exec(move || {
-                if raw != 3 && libc::dup2(raw, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        cmd.env("VIBEE_SESSIONS_FD", "3")
-            .env("VIBEE_LEASE_HOLDER", holder);
-        Ok((cmd, Some(file)))
-    }
-
     /// (Re)starts the agent when the held set differs from the one it runs.
     async fn converge(&mut self, one: bool) -> Result<(), BootError> {
         let want: BTreeSet<String> = self.held.keys().cloned().collect();
@@ -295,7 +238,14 @@ impl Supervisor {
             return Ok(());
         }
         let set: BTreeSet<String> = tenants.iter().map(|t| t.session_id.clone()).collect();
-        let (cmd, file) = self.command(&tenants, one)?;
+        let held = &self.held;
+        let (cmd, file) = agent_command(
+            &self.argv,
+            &self.settings.holder,
+            &tenants,
+            |session_id| held.get(session_id).map(|(_, f)| *f),
+            one,
+        )?;
         let child = spawn(cmd)?;
         drop(file);
         tracing::info!(tenants = set.len(), pid = child.id(), "agent started");
