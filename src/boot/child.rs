@@ -1,6 +1,6 @@
-//! The agent as a child process: its command (tenants, fences), started so
-//! that it dies with the loader,
-//! signalled, and its exit status read as a shell would.
+//! The agent as a child process: its command (tenants and their fences),
+//! started so that it dies with the loader, signalled, and its exit status
+//! read as a shell would.
 
 use std::ffi::OsString;
 use std::io::Write;
