@@ -5,7 +5,7 @@
 //!
 //!   chaos_load load   --targets URL[,URL..] --token-file F --ledger F
 //!                     --seconds S [--concurrency C] [--prefix P] [--max-requests N]
-//!                     [--stop-file F]
+//!                     [--stop-file F] [--timeline F]
 //!   chaos_load verify --targets URL --token-file F --ledger F
 //!
 //! Loopback only: every target must be http://127.0.0.1 or http://localhost.
@@ -16,6 +16,9 @@
 //! the same body is idempotent. A write never acknowledged is not in the
 //! ledger as certain: its user_id may hold the previous acknowledged value or
 //! the unacknowledged one, and `verify` accepts either.
+//!
+//! `--timeline F` writes one line per answered write, `UNIX_MS STATUS` (0 for
+//! no answer), for the scripts to tell when writes stopped and came back.
 //!
 //! Output: one `key=value` summary line (statuses, wrong reads, slowest
 //! request) and, for `verify`, "N acknowledged, M lost". Exit 1 when a read
@@ -91,11 +94,21 @@ struct Stats {
     slowest_ms: AtomicU64,
     writes_acked: AtomicU64,
     reads_ok: AtomicU64,
+    /// (completion in Unix ms, status or 0) of every write.
+    timeline: Mutex<Vec<(u128, u16)>>,
 }
 
 impl Stats {
     fn status(&self, s: u16) {
         *self.statuses.lock().unwrap().entry(s).or_default() += 1;
+    }
+
+    fn write_done(&self, status: u16) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        self.timeline.lock().unwrap().push((now, status));
     }
 
     fn took(&self, d: Duration) {
@@ -311,6 +324,7 @@ fn load(args: &[String]) -> i32 {
                             "/api/v1/sessions",
                             Some(&b),
                         );
+                        stats.write_done(r.as_ref().map_or(0, |r| r.status));
                         match r {
                             Some(r) if r.status == 200 || r.status == 201 => {
                                 acked = true;
@@ -360,6 +374,13 @@ fn load(args: &[String]) -> i32 {
         }
     });
     let expected = expected.into_inner().unwrap();
+    if let Some(path) = arg(args, "--timeline") {
+        let mut lines = String::new();
+        for (ms, status) in stats.timeline.lock().unwrap().iter() {
+            lines.push_str(&format!("{ms} {status}\n"));
+        }
+        std::fs::write(path, lines).unwrap();
+    }
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -3,6 +3,8 @@
 # (see that file for what each figure means and the targets).
 #
 #   scripts/bench.sh                      # the full run: about 10 minutes
+#   SCALE="10000 100000 1000000" scripts/bench.sh --scale
+#                                          # the growth table (scripts/bench/scale.sh)
 #   DURATION=2 TENANTS=200 ROTATION_ROWS=2000 CRITERION=0 OUT=target/bench.md scripts/bench.sh
 #                                          # a smoke run: seconds
 #
@@ -27,6 +29,11 @@
 #                  the bench creates and drops its own database, $BENCH_DB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The growth run (every figure at several store sizes): scripts/bench/scale.sh.
+if [ "${1:-}" = --scale ]; then
+  shift
+  exec bash scripts/bench/scale.sh "$@"
+fi
 root=$(pwd)
 source scripts/lib/postgres.sh
 
@@ -41,32 +48,7 @@ db=${BENCH_DB:-vs_bench}
 admin_url=${TEST_DATABASE_URL:-${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}
 say() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-# --- tools ---------------------------------------------------------------
-need_pkgs=()
-command -v wrk >/dev/null || need_pkgs+=(wrk)
-command -v pgbench >/dev/null || need_pkgs+=(postgresql-contrib)
-command -v psql >/dev/null || need_pkgs+=(postgresql-client)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing ${need_pkgs[*]} from Debian"
-    apt-get install -y "${need_pkgs[@]}" >/dev/null 2>&1 \
-      || { apt-get update >/dev/null && apt-get install -y "${need_pkgs[@]}" >/dev/null; }
-  else
-    say "missing tools: install ${need_pkgs[*]} (Debian: sudo apt-get install ${need_pkgs[*]})"
-    exit 1
-  fi
-fi
-ensure_postgres "$admin_url"
-
-# --- binaries ------------------------------------------------------------
-flags=()
-[ "$profile" = release ] && flags=(--release)
-if [ -z "${VIBEE_SESSIONS_BIN:-}" ] || [ -z "${SEED_BIN:-}" ]; then
-  say "building ($profile) ..."
-  cargo build "${flags[@]}" --locked --bin vibee-sessions --example seed_sessions >&2
-fi
-bin=${VIBEE_SESSIONS_BIN:-$root/target/$profile/vibee-sessions}
-seed=${SEED_BIN:-$root/target/$profile/examples/seed_sessions}
+source scripts/bench/prepare.sh   # tools (wrk, pgbench, psql), PostgreSQL, the binaries
 
 # --- database ------------------------------------------------------------
 work=$(mktemp -d)
@@ -110,35 +92,7 @@ curl -fs -H "Authorization: Bearer $TOKEN" "$base/api/v1/users/bench0000000/sess
 # --- load ----------------------------------------------------------------
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 declare -A R   # name -> "rps p50 p99 errors requests"
-wrk_run() { # name lua conns
-  local name=$1 lua=$2 c=$3 line perf_pid=
-  if [ -n "${PERF_RECORD:-}" ] && [ "$name" = "${PERF_RUN:-get_c64}" ]; then
-    # A CPU profile of the server during this run (perf from linux-perf).
-    perf record -F 499 -g -p "$server_pid" -o "$PERF_RECORD" -- sleep "$duration" >/dev/null 2>&1 &
-    perf_pid=$!
-  fi
-  line=$(wrk -t2 -c"$c" -d"${duration}s" --timeout 10s -s "scripts/bench/$lua" "$base" | grep '^RESULT' || true)
-  [ -n "$line" ] || { say "wrk $name gave no result"; line="RESULT 0 0 0 -1 0"; }
-  [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
-  R[$name]=${line#RESULT }
-  say "$name: ${R[$name]} (rps p50_ms p99_ms errors requests)"
-}
-pgbench_run() { # name script conns [-n]
-  local name=$1 script=$2 c=$3 log tps p50 p99 fails
-  log=$work/pgbench-$name
-  mkdir -p "$log"
-  (cd "$log" && pg_run pgbench -n -M prepared -c "$c" -j 2 -T "$duration" -D tenants="$tenants" \
-      -l --log-prefix=lat -f "$root/scripts/bench/$script" "$DATABASE_URL" >summary 2>&1) || true
-  tps=$(sed -nE 's/^tps = ([0-9.]+).*/\1/p' "$log/summary" | head -1)
-  fails=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' "$log/summary")
-  # Per-transaction log: column 3 is the latency in microseconds.
-  read -r p50 p99 < <(cat "$log"/lat* 2>/dev/null | awk '{print $3}' | sort -n \
-      | awk '{a[NR]=$1} END {if (NR==0) {print 0, 0} else {i=int(NR*0.5); j=int(NR*0.99); if (i<1) i=1; if (j<1) j=1; printf "%.3f %.3f\n", a[i]/1000, a[j]/1000}}')
-  R[$name]="$(printf '%.1f' "${tps:-0}") $p50 $p99 ${fails:-0} 0"
-  say "$name: ${R[$name]} (tps p50_ms p99_ms failures)"
-}
-peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$server_pid/status"; }
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
+source scripts/bench/runs.sh   # wrk_run, pgbench_run, rss_kib, peak_rss_kib
 
 # Warm-up: connections, caches, prepared statements.
 wrk -t2 -c16 -d1s -s scripts/bench/get.lua "$base" >/dev/null
@@ -218,6 +172,8 @@ if [ "$criterion" = 1 ]; then
 fi
 
 source "$root/scripts/bench/leases.sh"
+source "$root/scripts/bench/fence.sh"
+source "$root/scripts/bench/pooler.sh"
 
 # --- report --------------------------------------------------------------
 f() { echo "${R[$1]:-0 0 0 0 0}" | awk -v k="$2" '{print $k}'; }
@@ -248,7 +204,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
   echo "| run | c | req/s | p50 ms | p99 ms | errors | vs floor | vs pgcrypto |"
   echo "|---|---|---|---|---|---|---|---|"
   for c in $concurrency; do
-    echo "| GET /sessions/{user_id} (credentials) | $c | $(f get_c$c 1) | $(f get_c$c 2) | $(f get_c$c 3) | $(f get_c$c 4) | $(ratio "$(f get_c$c 1)" "$(f pg_lookup_c$c 1)") | $(ratio "$(f get_c$c 1)" "$(f pg_crypto_c$c 1)") |"
+    echo "| GET /users/{user_id}/session (credentials) | $c | $(f get_c$c 1) | $(f get_c$c 2) | $(f get_c$c 3) | $(f get_c$c 4) | $(ratio "$(f get_c$c 1)" "$(f pg_lookup_c$c 1)") | $(ratio "$(f get_c$c 1)" "$(f pg_crypto_c$c 1)") |"
     echo "| POST /sessions (upsert) | $c | $(f upsert_c$c 1) | $(f upsert_c$c 2) | $(f upsert_c$c 3) | $(f upsert_c$c 4) | $(ratio "$(f upsert_c$c 1)" "$(f pg_upsert_c$c 1)") | |"
     echo "| GET /sessions?limit=100 (list) | $c | $(f list_c$c 1) | $(f list_c$c 2) | $(f list_c$c 3) | $(f list_c$c 4) | | |"
     echo "| pgbench: single-row lookup (floor) | $c | $(f pg_lookup_c$c 1) | $(f pg_lookup_c$c 2) | $(f pg_lookup_c$c 3) | $(f pg_lookup_c$c 4) | 1 | |"
@@ -289,7 +245,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
   rr=$(ratio "$(f rot_busy 3)" "$(f rot_idle 3)")
   echo "| GET p99 during rotation <= 2 x idle | $rr | $(ok "$(cmp "$rr" "<=" 2)") |"
   br=$(ratio "$boot_s" "$psql_s")
-  echo "| boot <= 3 x psql select | $br | $(ok "$(cmp "$br" "<=" 3)") |"
+  echo "| boot <= 2 x psql select | $br | $(ok "$(cmp "$br" "<=" 2)") |"
   echo "| server peak RSS <= 64 MiB | $((rss_peak / 1024)) MiB | $(ok "$(cmp "$rss_peak" "<=" 65536)") |"
   if [ -n "$crypto_rows" ]; then
     fr=$(echo "$crypto_rows" | awk '
@@ -307,7 +263,7 @@ dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitt
     cat "$BENCH_NOTES"
   fi
 } >"$out"
-cat "$work/leases.md" >>"$out"
+cat "$work/leases.md" "$work/fence.md" "$work/pooler.md" >>"$out"
 say "wrote $out"
 cat "$out"
 # For CI: a run that saw an error (non-2xx, socket error, no result) fails.
@@ -318,5 +274,6 @@ for k in "${!R[@]}"; do
 done
 [ "$errors_in_log" = 0 ] || { say "the server logged $errors_in_log ERROR lines"; bad=1; }
 [ "$booted" = "$tenants" ] || { say "boot returned $booted tenants, not $tenants"; bad=1; }
-[ -z "${bad_leases:-}" ] || bad=1
+[ -z "${bad_leases:-}" ] && [ -z "${bad_fence:-}" ] || bad=1
+[ -z "${bad_pooler:-}" ] || bad=1
 exit $bad

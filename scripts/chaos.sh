@@ -4,7 +4,7 @@
 # ledger of the writes the API acknowledged; each scenario ends by checking
 # that every one of them is stored and decrypts to the value written.
 #
-#   scripts/chaos.sh                 all scenarios (about 8 minutes, debug build)
+#   scripts/chaos.sh                 all scenarios (about 9 minutes, debug build)
 #   scripts/chaos.sh kill pg         only some: kill pg rotate slow replicas
 #   ROTATE_KILLS=30 scripts/chaos.sh rotate
 #
@@ -22,6 +22,12 @@
 #   leases    3 `boot --all --exec` loaders over 300 tenants through kill -9,
 #             a join, a rolling restart, a PostgreSQL restart and a rotation:
 #             no tenant in two agents at once (scripts/chaos/leases.sh)
+#   failover  writes at c=64 on a primary with a synchronous standby; the
+#             primary stopped -m immediate, the standby promoted: 0 lost,
+#             time to recover, 503s (scripts/chaos/failover.sh)
+#   failover-rotate  a rotation running across the promotion, resumed
+#   pooler    writes at c=64 through PgBouncer (transaction mode) while it is
+#             restarted twice: every acknowledged write kept (scripts/chaos/pooler.sh)
 #
 # Needs: cargo, PostgreSQL 15 server binaries (PG_BIN, default
 # /usr/lib/postgresql/15/bin), psql, runuser when run as root. Builds the
@@ -35,7 +41,7 @@ source scripts/lib/server.sh
 scenarios=("$@")
 # rotate first, while the table is small: each of its rotations re-encrypts
 # every row.
-[ ${#scenarios[@]} -eq 0 ] && scenarios=(rotate kill pg slow replicas)
+[ ${#scenarios[@]} -eq 0 ] && scenarios=(rotate kill pg slow replicas failover failover-rotate)
 profile=${PROFILE:-debug}
 rotate_kills=${ROTATE_KILLS:-20}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -64,6 +70,7 @@ cleanup() {
   set +e
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
   [ -d "$work/pg" ] && as_pg "$PG_BIN/pg_ctl" -D "$work/pg" -m immediate stop >/dev/null 2>&1
+  declare -F standby_destroy >/dev/null && standby_destroy
   cp "$work"/*.log "$out/" 2>/dev/null
   rm -rf "$work"
 }
@@ -277,7 +284,10 @@ for scenario in "${scenarios[@]}"; do
     DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/chaos" "$bin" token create --name chaos-main --scope admin >"$work/token"
     ;;
   leases) source scripts/chaos/leases.sh ;;
-  *) die "unknown scenario $scenario (kill pg rotate slow replicas leases)" ;;
+  failover) source scripts/chaos/failover.sh && failover_scenario ;;
+  failover-rotate) source scripts/chaos/failover.sh && failover_rotate_scenario ;;
+  pooler) source scripts/chaos/pooler.sh ;;
+  *) die "unknown scenario $scenario (kill pg rotate slow replicas leases failover failover-rotate pooler)" ;;
   esac
 done
 

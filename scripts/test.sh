@@ -48,6 +48,11 @@ VIBEE_RECORD_EXCHANGES=$exchanges cargo test --all-targets --locked "$@" 2>&1 | 
 if [ "$status" = 0 ]; then
   bash scripts/openapi-client-test.sh --exchanges "$exchanges" || status=$?
 fi
+# The API suite once more behind PgBouncer in transaction mode (the whole
+# run only: a filtered run is someone's quick check).
+if [ "$status" = 0 ] && [ $# -eq 0 ]; then
+  bash scripts/pgbouncer-test.sh 2>&1 | tee -a "$log" || status=$?
+fi
 # The Python clients (clients/python) against the same binary and PostgreSQL.
 scripts/python-clients-test.sh 2>&1 | tee -a "$log" || status=$?
 # The operator console in headless Chromium (Playwright), against a real serve.

@@ -36,6 +36,12 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Transit(#[from] crate::transit::SettingsError),
+    #[error("{name} must be one of {expected}, not {value:?}")]
+    BadChoice {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("{name} must be a whole number from {min} to {max}")]
     BadNumber {
         name: &'static str,
@@ -86,6 +92,33 @@ impl Env for ProcessEnv {
 
 pub fn database_url(env: &dyn Env) -> Result<String, ConfigError> {
     env.get("DATABASE_URL").ok_or(ConfigError::NoDatabaseUrl)
+}
+
+/// `DATABASE_DIRECT_URL`: the session-capable connection (LISTEN, session
+/// advisory locks, migrations), when `DATABASE_URL` is a transaction-mode
+/// pooler. `None`: the same as `DATABASE_URL`.
+pub fn database_direct_url(env: &dyn Env) -> Option<String> {
+    env.get("DATABASE_DIRECT_URL")
+}
+
+/// `DATABASE_PREPARED_STATEMENTS`: `on` (default: named statements, cached
+/// per connection) or `off` (every query an unnamed statement, parsed, bound
+/// and run in one round trip: what a transaction-mode pooler without
+/// prepared-statement support, such as PgBouncer < 1.21, can route).
+pub fn prepared_statements(env: &dyn Env) -> Result<bool, ConfigError> {
+    match env
+        .get("DATABASE_PREPARED_STATEMENTS")
+        .as_deref()
+        .map(str::trim)
+    {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(ConfigError::BadChoice {
+            name: "DATABASE_PREPARED_STATEMENTS",
+            value: other.to_owned(),
+            expected: "on, off",
+        }),
+    }
 }
 
 /// The master key source, by precedence: `MASTER_KEY`, `MASTER_KEY_FILE`,

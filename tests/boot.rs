@@ -6,34 +6,17 @@ mod common;
 use base64::Engine;
 use std::process::{Command, Output};
 
-use common::server::{Server, create_token};
-use common::{TestDb, TestKey, open_vault};
+use common::server::{HASH, Server, create_token};
+use common::{TestDb, TestKey, TestStore, bin, bin_for, open_vault};
 use secrecy::{SecretSlice, SecretString};
 use serde_json::{Value, json};
 use vibee_sessions::db::activity::AuditContext;
 use vibee_sessions::db::sessions::{self, SessionInput};
 
-const HASH: &str = "0123456789abcdef0123456789abcdef";
 const CLOSED_DB: &str = "postgres://nobody@127.0.0.1:1/none?sslmode=disable";
 const BIN: &str = env!("CARGO_BIN_EXE_vibee-sessions");
 /// A value no shell may interpret: quotes, spaces, a newline, substitutions.
 const NASTY: &str = "it's \"quoted\" $(touch pwned) `touch pwned2` $HOME \\ a\nb";
-
-/// The binary with a clean environment: nothing from the developer's shell.
-fn bin() -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap())
-        .current_dir(tempfile::tempdir().unwrap().keep());
-    cmd
-}
-
-fn db_bin(db: &TestDb, key: &TestKey) -> Command {
-    let mut cmd = bin();
-    cmd.env("DATABASE_URL", &db.url)
-        .env("MASTER_KEY", key.base64());
-    cmd
-}
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -171,7 +154,7 @@ async fn one_tenant_from_the_database_survives_eval_and_is_audited() {
     let db = TestDb::new().await;
     let key = TestKey::generate();
     seed(&db, &key, &["u1"]).await;
-    let mut cmd = db_bin(&db, &key);
+    let mut cmd = bin_for(&db, &key);
     cmd.env("USER_ID", "u1");
     let (o, v) = eval_in_shell(
         cmd,
@@ -216,7 +199,7 @@ async fn one_tenant_from_the_database_survives_eval_and_is_audited() {
         .get(0);
     assert!(seen, "last_seen_at is stamped");
 
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["boot", "--user-id", "u1", "--format", "json"])
         .output()
         .unwrap();
@@ -230,13 +213,13 @@ async fn one_tenant_from_the_database_survives_eval_and_is_audited() {
 async fn every_failure_has_its_own_exit_code() {
     let db = TestDb::new().await;
     let key = TestKey::generate();
-    let o = db_bin(&db, &key).args(["boot", "--all"]).output().unwrap();
+    let o = bin_for(&db, &key).args(["boot", "--all"]).output().unwrap();
     assert_eq!(o.status.code(), Some(12), "{}", err(&o));
     assert!(err(&o).contains("no active sessions"));
     assert!(out(&o).is_empty());
 
     seed(&db, &key, &["u1"]).await;
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["boot", "--user-id", "ghost"])
         .output()
         .unwrap();
@@ -251,17 +234,22 @@ async fn every_failure_has_its_own_exit_code() {
         .await
         .unwrap()
         .session_id;
-    sessions::deactivate(&mut db.conn().await, &AuditContext::cli(), &session_id)
-        .await
-        .unwrap();
-    let o = db_bin(&db, &key)
+    sessions::deactivate(
+        &mut db.conn().await,
+        &AuditContext::cli(),
+        &session_id,
+        None,
+    )
+    .await
+    .unwrap();
+    let o = bin_for(&db, &key)
         .env("USER_ID", "u1")
         .arg("boot")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(11));
     assert!(err(&o).contains("deactivated"), "{}", err(&o));
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .env("MULTI_TENANT", "true")
         .arg("boot")
         .output()
@@ -273,12 +261,12 @@ async fn every_failure_has_its_own_exit_code() {
         err(&o)
     );
 
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["boot", "--all", "--format", "env"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .env("MASTER_KEY", TestKey::generate().base64())
         .args(["boot", "--user-id", "u1"])
         .output()
@@ -295,10 +283,10 @@ async fn all_active_tenants_as_json() {
         .await
         .unwrap()
         .session_id;
-    sessions::deactivate(&mut db.conn().await, &AuditContext::cli(), &sid)
+    sessions::deactivate(&mut db.conn().await, &AuditContext::cli(), &sid, None)
         .await
         .unwrap();
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .env("MULTI_TENANT", "true")
         .env("USER_ID", "b")
         .arg("boot")
@@ -327,7 +315,7 @@ async fn exec_hands_one_tenant_its_environment_and_nothing_else() {
     let db = TestDb::new().await;
     let key = TestKey::generate();
     seed(&db, &key, &["u1"]).await;
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .env("VIBEE_TOKEN", "tok")
         .args([
             "boot",
@@ -366,10 +354,12 @@ async fn exec_hands_one_tenant_its_environment_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_hands_many_tenants_a_memory_file_past_a_pipe_buffer() {
-    let db = TestDb::new().await;
-    let key = TestKey::generate();
-    let vault = open_vault(&db, &key).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db,
+        key,
+        vault,
+        mut conn,
+    } = TestStore::new().await;
     for i in 0..120 {
         let mut t = input(&format!("t{i:03}"));
         t.session_data = Some(SecretSlice::from(vec![7u8; 1024]));
@@ -377,7 +367,7 @@ async fn exec_hands_many_tenants_a_memory_file_past_a_pipe_buffer() {
             .await
             .unwrap();
     }
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["boot", "--all", "--exec", "--", "sh", "-c"])
         .arg("printf '%s %s\\n' \"$VIBEE_SESSIONS_COUNT\" \"${MASTER_KEY:-none}\"; eval \"cat <&$VIBEE_SESSIONS_FD\"")
         .output()
@@ -510,6 +500,9 @@ async fn api_failures_map_to_the_same_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(11), "{}", err(&o));
+    // Re-importing does not turn it on again (docs/SECURITY.md): the message
+    // names the one way that does.
+    assert!(err(&o).contains("session reactivate"), "{}", err(&o));
     assert!(
         !last_seen_and_loads(&db, "off").await.0,
         "an inactive session is not stamped"
@@ -674,7 +667,7 @@ async fn the_documented_memory_file_snippets_read_and_close_it() {
          print('closed', len(tenants), 'VIBEE_SESSIONS_FD' in os.environ)\n",
         fd = "fd"
     );
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args([
             "boot",
             "--all",
@@ -692,7 +685,7 @@ async fn the_documented_memory_file_snippets_read_and_close_it() {
         "fd=$VIBEE_SESSIONS_FD\n{shell}\nif [ -e /proc/$$/fd/$fd ]; then echo still open; \
          else printf 'closed %s\\n' \"$(printf '%s' \"$tenants\" | grep -o '\"user_id\"' | wc -l)\"; fi\n"
     );
-    let o = db_bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["boot", "--all", "--exec", "--", "bash", "-c", &shell_agent])
         .output()
         .unwrap();

@@ -10,13 +10,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::{Server, create_token};
+use common::server::{HASH, Server, create_token};
 use common::{TestDb, TestKey, open_vault};
 use secrecy::SecretString;
 use vibee_sessions::db::activity::AuditContext;
 use vibee_sessions::db::sessions::{self, SessionInput};
 
-const HASH: &str = "0123456789abcdef0123456789abcdef";
 const BIN: &str = env!("CARGO_BIN_EXE_vibee-sessions");
 
 async fn seed(db: &TestDb, key: &TestKey, n: usize) {

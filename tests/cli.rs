@@ -3,29 +3,9 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{TestDb, TestKey, open_vault};
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
-    // Nothing from the developer's environment or .env leaks into a test.
-    for var in [
-        "DATABASE_URL",
-        "MASTER_KEY",
-        "MASTER_KEY_FILE",
-        "MASTER_PASSPHRASE",
-        "MASTER_KEY_PREVIOUS",
-        "MASTER_KEY_PREVIOUS_FILE",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    let empty = tempfile::tempdir().unwrap().keep();
-    cmd.current_dir(empty);
-    cmd
-}
-
+use common::{TestDb, TestKey, bin, open_vault};
 fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -1,11 +1,11 @@
-//! What the operator console needs from the server, over real HTTP against a
-//! real `serve` and PostgreSQL: its assets with their CSP, the list route's
+//! What the operator console needs from the server, in process (the router
+//! `serve` builds, `common::in_process`) on a real PostgreSQL: its assets with their CSP, the list route's
 //! search and filters, and the small metadata routes (token, hourly activity,
 //! holders, master key). The console in a browser: scripts/console-test.sh.
 
 mod common;
 
-use common::server::{Server, create_token};
+use common::server::create_token;
 use common::{TestDb, TestKey};
 use serde_json::{Value, json};
 
@@ -31,8 +31,7 @@ fn users(page: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn console_assets_have_a_strict_csp_and_the_api_headers() {
     let db = TestDb::new().await;
-    let server = Server::start(&db, &TestKey::generate());
-    let http = server.client();
+    let http = common::in_process(&db, &TestKey::generate()).await;
     let page = http.get("/console/");
     assert_eq!(page.status, 200);
     assert!(
@@ -71,10 +70,8 @@ async fn console_assets_have_a_strict_csp_and_the_api_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_list_searches_and_filters_on_the_server() {
     let db = TestDb::new().await;
-    let server = Server::start(&db, &TestKey::generate());
-    let admin = server
-        .client()
-        .with_token(&create_token(&db, "ops", "admin"));
+    let server = common::in_process(&db, &TestKey::generate()).await;
+    let admin = server.with_token(&create_token(&db, "ops", "admin"));
     for (u, name, auth) in [
         ("acme-1", "alice", true),
         ("acme-2", "bob", false),
@@ -150,16 +147,10 @@ async fn the_list_searches_and_filters_on_the_server() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_metadata_routes() {
     let db = TestDb::new().await;
-    let server = Server::start(&db, &TestKey::generate());
-    let admin = server
-        .client()
-        .with_token(&create_token(&db, "ops-admin", "admin"));
-    let lister = server
-        .client()
-        .with_token(&create_token(&db, "ops-list", "sessions:list"));
-    let agent = server
-        .client()
-        .with_token(&create_token(&db, "agent", "sessions:read"));
+    let server = common::in_process(&db, &TestKey::generate()).await;
+    let admin = server.with_token(&create_token(&db, "ops-admin", "admin"));
+    let lister = server.with_token(&create_token(&db, "ops-list", "sessions:list"));
+    let agent = server.with_token(&create_token(&db, "agent", "sessions:read"));
 
     let me = lister.get("/api/v1/token").json();
     assert_eq!(me, json!({"name": "ops-list", "scopes": ["sessions:list"]}));
@@ -167,13 +158,9 @@ async fn the_console_metadata_routes() {
         agent.get("/api/v1/token").json()["scopes"],
         json!(["sessions:read"])
     );
-    assert_eq!(server.client().get("/api/v1/token").status, 401);
+    assert_eq!(server.get("/api/v1/token").status, 401);
     assert_eq!(
-        server
-            .client()
-            .with_token("vbs_nope")
-            .get("/api/v1/token")
-            .status,
+        server.with_token("vbs_nope").get("/api/v1/token").status,
         401
     );
 

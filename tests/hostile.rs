@@ -16,11 +16,9 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine;
-use common::server::{Server, create_token};
+use common::server::{HASH, Server, create_token};
 use common::{TestDb, TestKey};
 use serde_json::{Value, json};
-
-const HASH: &str = "0123456789abcdef0123456789abcdef";
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Layer {

@@ -4,29 +4,17 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::server::{Server, create_token};
-use common::{TestDb, TestKey};
+use common::server::{HASH, Server, create_token};
+use common::{TestDb, TestKey, bin_at};
 use serde_json::json;
-
-const HASH: &str = "0123456789abcdef0123456789abcdef";
-
-fn bin(db: &TestDb) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .current_dir(std::env::temp_dir());
-    c
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn token_create_and_revoke_are_audited_without_the_secret() {
     let db = TestDb::new().await;
     let secret = create_token(&db, "agent-host-7", "sessions:read");
-    let out = bin(&db)
+    let out = bin_at(&db)
         .args(["token", "revoke", "agent-host-7"])
         .output()
         .unwrap();
@@ -74,7 +62,7 @@ async fn a_new_primary_is_never_wrapped_under_another_master_key_than_the_live_k
     let old = TestKey::generate();
     let new = TestKey::generate();
     // Keys under the old master key (the first, and a rotation to a second).
-    let out = bin(&db)
+    let out = bin_at(&db)
         .args(["rotate", "--grace-ms", "0"])
         .env("MASTER_KEY", old.base64())
         .output()
@@ -87,7 +75,7 @@ async fn a_new_primary_is_never_wrapped_under_another_master_key_than_the_live_k
     // Step 2 of a master key rollout (new key, old as previous), but a
     // `rotate` before `rotate-master`: it would wrap the new primary under
     // the new master key while every other key is under the old one.
-    let out = bin(&db)
+    let out = bin_at(&db)
         .args(["rotate", "--grace-ms", "0"])
         .env("MASTER_KEY", new.base64())
         .env("MASTER_KEY_PREVIOUS", old.base64())

@@ -4,88 +4,9 @@
 
 mod common;
 
-use common::server::{Http, Server, create_token};
-use common::{TestDb, TestKey};
+use common::leases::{create, expire, release, start, take, time};
+use common::server::{Server, create_token};
 use serde_json::{Value, json};
-
-const HASH: &str = "0123456789abcdef0123456789abcdef";
-
-struct Env {
-    db: TestDb,
-    key: TestKey,
-    server: Server,
-    admin: Http,
-    reader: Http,
-}
-
-async fn start() -> Env {
-    let db = TestDb::new().await;
-    let key = TestKey::generate();
-    let server = Server::start(&db, &key);
-    let admin = server
-        .client()
-        .with_token(&create_token(&db, "admin", "admin"));
-    let reader = server
-        .client()
-        .with_token(&create_token(&db, "agent", "sessions:read"));
-    Env {
-        db,
-        key,
-        server,
-        admin,
-        reader,
-    }
-}
-
-fn create(api: &Http, user_id: &str, session_id: &str) {
-    let r = api.post_json(
-        "/api/v1/sessions",
-        &json!({"user_id": user_id, "session_id": session_id, "api_id": 1, "api_hash": HASH}),
-    );
-    assert!(r.status == 201 || r.status == 200, "{}", r.status);
-}
-
-fn take(api: &Http, sid: &str, holder: &str, ttl: Option<i64>) -> (u16, Value) {
-    let mut body = json!({ "holder": holder });
-    if let Some(t) = ttl {
-        body["ttl_seconds"] = json!(t);
-    }
-    let r = api.post_json(&format!("/api/v1/sessions/{sid}/lease"), &body);
-    let v = if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    };
-    (r.status, v)
-}
-
-fn release(api: &Http, sid: &str, holder: &str, fence: i64) -> (u16, Value) {
-    let r = api.delete(&format!(
-        "/api/v1/sessions/{sid}/lease?holder={holder}&fence={fence}"
-    ));
-    let v = if r.body.is_empty() {
-        Value::Null
-    } else {
-        r.json()
-    };
-    (r.status, v)
-}
-
-fn time(v: &Value) -> chrono::DateTime<chrono::Utc> {
-    v.as_str().unwrap().parse().unwrap()
-}
-
-/// Makes a lease look expired, by the database clock, without waiting.
-async fn expire(db: &TestDb, sid: &str) {
-    db.client()
-        .await
-        .execute(
-            "UPDATE session_leases SET expires_at = now() - interval '1 second' WHERE session_id = $1",
-            &[&sid],
-        )
-        .await
-        .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn take_renew_conflict_release_and_get() {
@@ -463,7 +384,9 @@ async fn fences_only_grow_across_purge_recreate_and_restart() {
             .unwrap(),
     );
 
-    // Purged and created again under the same ids: still larger.
+    // Purged (a live lease refuses a purge: let it run out) and created
+    // again under the same ids: still larger.
+    expire(&env.db, "s1").await;
     assert_eq!(
         env.admin.delete("/api/v1/sessions/s1?purge=true").status,
         204
@@ -513,56 +436,75 @@ async fn fences_only_grow_across_purge_recreate_and_restart() {
     );
 }
 
+/// A `sessions:boot` token (an agent host's) lists active sessions only
+/// (docs/SECURITY.md): asking for deactivated ones, by `include_inactive`
+/// or by `is_active=false`, is a 403 naming `sessions:list`.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_stale_writer_cannot_overwrite_the_blob() {
+async fn a_boot_token_lists_active_sessions_only() {
+    let env = start().await;
+    create(&env.admin, "u-on", "s-on");
+    create(&env.admin, "u-off", "s-off");
+    assert_eq!(env.admin.delete("/api/v1/sessions/s-off").status, 204);
+    let boot =
+        env.server
+            .client()
+            .with_token(&create_token(&env.db, "agent-host", "sessions:boot"));
+    let lister = env
+        .server
+        .client()
+        .with_token(&create_token(&env.db, "lister", "sessions:list"));
+    let listed = |api: &common::server::Http, query: &str| {
+        let r = api.get(&format!("/api/v1/sessions?{query}"));
+        let ids: Vec<String> = if r.status == 200 {
+            r.json()["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["session_id"].as_str().unwrap().to_owned())
+                .collect()
+        } else {
+            vec![r.json()["required_scope"].as_str().unwrap_or("").to_owned()]
+        };
+        (r.status, ids)
+    };
+    let on = vec!["s-on".to_owned()];
+    assert_eq!(listed(&boot, ""), (200, on.clone()));
+    assert_eq!(listed(&boot, "is_active=true"), (200, on.clone()));
+    let refused = (403, vec!["sessions:list".to_owned()]);
+    assert_eq!(listed(&boot, "include_inactive=true"), refused);
+    assert_eq!(listed(&boot, "is_active=false"), refused);
+    assert_eq!(
+        listed(&boot, "include_inactive=true&is_active=false"),
+        refused
+    );
+    // A sessions:list token sees them.
+    assert_eq!(
+        listed(&lister, "is_active=false"),
+        (200, vec!["s-off".to_owned()])
+    );
+}
+
+/// A take that waits on a purge in flight (the session row locked by its
+/// DELETE) and finds the session gone once it commits: 404 `not_found`,
+/// as for any unknown session, never a 500 from the foreign key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_take_racing_a_purge_is_a_404() {
     let env = start().await;
     create(&env.admin, "u1", "s1");
-    let put = |body: &[u8], fence: Option<&str>| {
-        let headers: Vec<(&str, &str)> = fence.map(|f| ("lease-fence", f)).into_iter().collect();
-        env.admin.send(
-            "PUT",
-            "/api/v1/sessions/s1/data",
-            Some(("application/octet-stream", body)),
-            &headers,
-        )
-    };
-    // No lease: no fence needed.
-    assert_eq!(put(b"v1", None).status, 200);
-    let (_, a) = take(&env.reader, "s1", "host-a", None);
-    let fa = a["fence"].as_i64().unwrap().to_string();
-    let r = put(b"v2", None);
+    let sql = env.db.client().await;
+    sql.batch_execute("BEGIN; DELETE FROM user_sessions WHERE session_id = 's1'")
+        .await
+        .unwrap();
+    let reader = env.reader.clone();
+    let taking = std::thread::spawn(move || take(&reader, "s1", "host-a", None));
+    // The take is waiting on the row lock by now (or has not started: then
+    // it finds no session, the same answer).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    sql.batch_execute("COMMIT").await.unwrap();
+    let (status, body) = taking.join().unwrap();
     assert_eq!(
-        (r.status, r.json()["code"].clone()),
-        (409, json!("lease_required"))
-    );
-    let r = put(b"v2", Some("999999"));
-    assert_eq!(
-        (r.status, r.json()["code"].clone()),
-        (409, json!("stale_lease"))
-    );
-    assert_eq!(put(b"v2", Some("x")).status, 400);
-    assert_eq!(put(b"v2", Some(&fa)).status, 200);
-    // Metadata needs no fence.
-    let p = env
-        .admin
-        .patch_json("/api/v1/sessions/s1", &json!({"is_authorized": true}));
-    assert_eq!(p.status, 200, "{}", String::from_utf8_lossy(&p.body));
-
-    // host-a's lease expires and host-b takes over: host-a's late write fails.
-    expire(&env.db, "s1").await;
-    let (_, b) = take(&env.reader, "s1", "host-b", None);
-    let fb = b["fence"].as_i64().unwrap().to_string();
-    let r = put(b"stale auth key", Some(&fa));
-    assert_eq!(
-        (r.status, r.json()["code"].clone()),
-        (409, json!("stale_lease"))
-    );
-    assert_eq!(put(b"v3", Some(&fb)).status, 200);
-    let blob = env.reader.get("/api/v1/sessions/s1/data");
-    assert_eq!(blob.status, 200);
-    assert!(
-        String::from_utf8_lossy(&blob.body).contains("v3")
-            || blob.body.windows(2).any(|w| w == b"v3"),
-        "the live holder's blob is kept"
+        (status, body["code"].clone()),
+        (404, json!("not_found")),
+        "{body}"
     );
 }

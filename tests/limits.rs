@@ -8,11 +8,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::server::{Server, create_token};
+use common::server::{HASH, Server, create_token};
 use common::{TestDb, TestKey};
 use serde_json::json;
-
-const HASH: &str = "0123456789abcdef0123456789abcdef";
 
 fn counter(server: &Server, name: &str) -> u64 {
     let text = String::from_utf8(server.client().get("/metrics").body).unwrap();
@@ -55,13 +53,18 @@ async fn the_same_bogus_token_costs_one_database_query() {
         after - before
     );
     assert!(counter(&server, "vibee_token_unknown_cache_hits_total") >= 200 - allowed);
-    // Distinct ones each cost a lookup (the counter counts what it says).
+    // Distinct well-formed ones each cost a lookup (the counter counts what
+    // it says); malformed ones (not `vbs_` and 43 base64url characters)
+    // cost none.
     for i in 0..20 {
-        let r = server
-            .client()
-            .with_token(&format!("vbs_distinct_{i:040}"))
-            .get("/api/v1/sessions");
-        assert_eq!(r.status, 401);
+        for (token, status) in [
+            (format!("vbs_distinct{i:035}"), 401),
+            (format!("vbs_distinct_{i:040}"), 401),
+            (format!("vbs_distinct{i:034}!"), 401),
+        ] {
+            let r = server.client().with_token(&token).get("/api/v1/sessions");
+            assert_eq!(r.status, status);
+        }
     }
     assert_eq!(
         counter(&server, "vibee_token_cache_misses_total") - after,

@@ -6,24 +6,20 @@
 
 mod common;
 
+use common::server::HASH;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::{TestDb, TestKey};
+use common::{TestDb, TestKey, bin_for};
 
-const HASH: &str = "0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "vbs_operator_token_that_must_not_leak_0123456789";
 
 /// The binary as an operator's shell runs it: MASTER_KEY, DATABASE_URL and
 /// VIBEE_TOKEN all set in its environment.
-fn bin(db: &TestDb, key: &TestKey) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("MASTER_KEY", key.base64())
-        .env("VIBEE_TOKEN", TOKEN)
-        .current_dir(tempfile::tempdir().unwrap().keep());
+fn operator(db: &TestDb, key: &TestKey) -> Command {
+    let mut cmd = bin_for(db, key);
+    cmd.env("VIBEE_TOKEN", TOKEN);
     cmd
 }
 
@@ -90,7 +86,7 @@ async fn import_env_keeps_dollar_text_literal_or_refuses_it_by_name() {
             ),
         )
         .unwrap();
-        let o = bin(&db, &key)
+        let o = operator(&db, &key)
             .args(["import-env", "--env-file"])
             .arg(&path)
             .output()
@@ -120,7 +116,7 @@ async fn import_env_keeps_dollar_text_literal_or_refuses_it_by_name() {
         ),
     )
     .unwrap();
-    let o = bin(&db, &key)
+    let o = operator(&db, &key)
         .args(["import-env", "--env-file"])
         .arg(&path)
         .output()
@@ -152,7 +148,7 @@ async fn session_put_secrets_are_literal_and_never_expanded() {
         format!("api_hash={HASH}\nsession_data=\"$VIBEE_TOKEN\"\n"),
         format!("api_hash={HASH}\nphone=${{DATABASE_URL}}\n"),
     ] {
-        let mut cmd = bin(&db, &key);
+        let mut cmd = operator(&db, &key);
         cmd.args(args).arg("--secrets-stdin");
         let o = run(cmd, &secrets);
         assert_eq!(o.status.code(), Some(65), "{secrets}: {}", err(&o));
@@ -175,7 +171,7 @@ async fn session_put_secrets_are_literal_and_never_expanded() {
     )
     .unwrap();
     private(&path);
-    let mut cmd = bin(&db, &key);
+    let mut cmd = operator(&db, &key);
     cmd.args(args).arg("--secrets-file").arg(&path);
     let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(65), "{}", err(&o));
@@ -187,11 +183,11 @@ async fn session_put_secrets_are_literal_and_never_expanded() {
         format!("export api_hash='{HASH}'\nsession_data=\"JE1BU1RFUl9LRVk=\" # '$MASTER_KEY' in base64\n"),
     )
     .unwrap();
-    let mut cmd = bin(&db, &key);
+    let mut cmd = operator(&db, &key);
     cmd.args(args).arg("--secrets-file").arg(&path);
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", err(&o));
-    let o = bin(&db, &key)
+    let o = operator(&db, &key)
         .args(["session", "get", "u1", "--show-secrets", "--json"])
         .output()
         .unwrap();

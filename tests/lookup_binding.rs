@@ -2,7 +2,8 @@
 //! (`user_id`, `session_id`), not just to its row's uuid. Someone with SQL
 //! write access who swaps two rows' lookup keys gets an integrity error,
 //! never the victim's credentials. And a ciphertext whose header names
-//! another key than its row's `data_key_id` is refused.
+//! another key than its row's `data_key_id` is refused. The swap test runs the real `serve` (its logs and metrics are read); the
+//! header test runs in process (`common::in_process`). Both on a real PostgreSQL.
 
 mod common;
 
@@ -46,6 +47,7 @@ fn assert_integrity_error(r: &common::server::Response, secret: &[u8], what: &st
 async fn swapped_user_ids_or_session_ids_give_an_integrity_error_not_the_victims_secrets() {
     let db = TestDb::new().await;
     let key = TestKey::generate();
+    // A real process: the test reads its log lines and its /metrics.
     let server = Server::start(&db, &key);
     let api = server
         .client()
@@ -93,15 +95,30 @@ async fn swapped_user_ids_or_session_ids_give_an_integrity_error_not_the_victims
     assert_integrity_error(&r, b"victim blob", "GET blob by a swapped session_id");
     let r = api.get("/api/v1/users/attacker/session");
     assert_integrity_error(&r, VICTIM_HASH.as_bytes(), "GET with a swapped session_id");
+
+    // docs/SECURITY.md: logged with its place (never the value), counted.
+    let logs = server.logs();
+    assert!(
+        logs.contains("integrity error") && logs.contains("session_data_encrypted"),
+        "the failure is logged with its column: {logs}"
+    );
+    let metrics = String::from_utf8(server.client().get("/metrics").body).unwrap();
+    let failures: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("vibee_integrity_failures_total "))
+        .expect("vibee_integrity_failures_total is exported")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(failures >= 3.0, "three failed reads counted: {failures}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_header_key_id_other_than_the_rows_data_key_id_is_an_integrity_error() {
     let db = TestDb::new().await;
     let key = TestKey::generate();
-    let server = Server::start(&db, &key);
-    let api = server
-        .client()
+    let api = common::in_process(&db, &key)
+        .await
         .with_token(&create_token(&db, "admin", "admin"));
     create(&api, "u1", "s1", VICTIM_HASH, b"blob");
     // A new primary (key 2) while the row's ciphertexts stay under key 1

@@ -10,10 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{TestDb, TestKey, open_vault};
+use common::{TestDb, TestKey, bin_for, open_vault};
 use diesel_async::AsyncPgConnection;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
-use vibee_sessions::crypto::MasterKeys;
+use vibee_sessions::crypto::{DataKeyId, MasterKeys};
 use vibee_sessions::db::activity::AuditContext;
 use vibee_sessions::db::keys::{self, MasterKeySource};
 use vibee_sessions::db::sessions::{self, SessionInput};
@@ -75,7 +75,7 @@ async fn check_rows(
     vault: &Vault,
     n: usize,
     expected: &HashMap<String, String>,
-    primary: i32,
+    primary: DataKeyId,
 ) {
     for i in 0..n {
         let u = user(i);
@@ -101,14 +101,17 @@ async fn scalar(db: &TestDb, sql: &str) -> i64 {
     db.client().await.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-async fn key_states(db: &TestDb) -> Vec<(i32, String)> {
+async fn key_states(db: &TestDb) -> Vec<(DataKeyId, String)> {
     db.client()
         .await
-        .query("SELECT id, state FROM encryption_keys ORDER BY id", &[])
+        .query(
+            "SELECT id::oid, state FROM encryption_keys ORDER BY id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (DataKeyId(r.get(0)), r.get(1)))
         .collect()
 }
 
@@ -119,25 +122,6 @@ fn opts(grace_ms: u64) -> RotateOptions {
         ..RotateOptions::default()
     }
 }
-
-fn bin(db: &TestDb, key: &TestKey) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
-    for var in [
-        "MASTER_KEY_FILE",
-        "MASTER_PASSPHRASE",
-        "MASTER_KEY_PREVIOUS",
-        "MASTER_KEY_PREVIOUS_FILE",
-        "RUST_LOG",
-        "LOG_FORMAT",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("DATABASE_URL", &db.url)
-        .env("MASTER_KEY", key.base64())
-        .current_dir(tempfile::tempdir().unwrap().keep());
-    cmd
-}
-
 fn text(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -176,7 +160,7 @@ async fn rotation_under_concurrent_writers_loses_no_write() {
         Duration::from_millis(500),
     );
     seed(&pool, &replica, N).await;
-    let old = replica.ring().primary_id().0 as i32;
+    let old = replica.ring().primary_id();
 
     // Each writer owns the users i % 4 == w, so its ledger is the truth for
     // them. Writers run until the rotation is over (bounded all the same).
@@ -186,7 +170,7 @@ async fn rotation_under_concurrent_writers_loses_no_write() {
         let (pool, vault, stop) = (pool.clone(), Arc::clone(&replica), Arc::clone(&stop));
         writers.push(tokio::spawn(async move {
             let mut ledger = HashMap::new();
-            let mut keys_used = HashMap::<i32, usize>::new();
+            let mut keys_used = HashMap::<DataKeyId, usize>::new();
             let mut conn = pool.get().await.unwrap();
             for round in 0..5000usize {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -217,7 +201,7 @@ async fn rotation_under_concurrent_writers_loses_no_write() {
     };
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut ledger = HashMap::new();
-    let mut keys_used = HashMap::<i32, usize>::new();
+    let mut keys_used = HashMap::<DataKeyId, usize>::new();
     for w in writers {
         let (l, k) = w.await.unwrap();
         ledger.extend(l);
@@ -226,7 +210,7 @@ async fn rotation_under_concurrent_writers_loses_no_write() {
         }
     }
     watcher.abort();
-    let new = report.primary.0 as i32;
+    let new = report.primary;
     assert_ne!(new, old);
     // The writers really ran across the rotation: before and after the switch.
     assert!(keys_used.get(&old).is_some_and(|&n| n > 0), "{keys_used:?}");
@@ -284,13 +268,13 @@ async fn killed_rotation_resumes_and_loses_nothing() {
     let key = TestKey::generate();
     let vault = Arc::new(open_vault(&db, &key).await);
     seed(&db.pool(), &vault, N).await;
-    let old = vault.ring().primary_id().0 as i32;
+    let old = vault.ring().primary_id();
     let on_new = format!("SELECT count(*) FROM user_sessions WHERE data_key_id <> {old}");
 
     // Slow on purpose (20 rows a batch, 50 ms apart), killed mid-way, twice:
     // first resumed by a plain `rotate`, then by `rotate --resume`.
     let slow = || {
-        let mut cmd = bin(&db, &key);
+        let mut cmd = bin_for(&db, &key);
         cmd.args([
             "rotate",
             "--batch-size",
@@ -330,7 +314,7 @@ async fn killed_rotation_resumes_and_loses_nothing() {
     // Two processes ran, but only one new key was made.
     assert_eq!(key_states(&db).await.len(), 2);
 
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["rotate", "--resume", "--grace-ms", "300"])
         .output()
         .unwrap();
@@ -361,7 +345,7 @@ async fn killed_rotation_resumes_and_loses_nothing() {
     check_rows(&mut conn, &fresh, N, &HashMap::new(), states[1].0).await;
 
     // Nothing left: --resume says so and succeeds.
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["rotate", "--resume"])
         .output()
         .unwrap();
@@ -377,7 +361,7 @@ async fn two_rotations_at_once_do_each_row_once() {
     let vault = Arc::new(open_vault(&db, &key).await);
     seed(&db.pool(), &vault, N).await;
     let run = || {
-        let mut cmd = bin(&db, &key);
+        let mut cmd = bin_for(&db, &key);
         cmd.args([
             "rotate",
             "--batch-size",
@@ -446,7 +430,7 @@ async fn key_watcher_picks_up_a_new_primary_within_seconds() {
     let meta = sessions::upsert(&mut conn, &replica, &ctx(), &input("u1", "x"))
         .await
         .unwrap();
-    assert_eq!(meta.meta().data_key_id, new.0 as i32);
+    assert_eq!(meta.meta().data_key_id, new);
     watcher.abort();
 
     // Without notifications, the periodic refresh catches up.
@@ -504,7 +488,7 @@ async fn rotate_master_rewraps_every_key_and_refuses_the_old_key_alone() {
     )
     .await;
 
-    let out = bin(&db, &old)
+    let out = bin_for(&db, &old)
         .args(["rotate-master", "--new-key-env", "NEW_MASTER_KEY"])
         .env("NEW_MASTER_KEY", new.base64())
         .output()
@@ -539,7 +523,7 @@ async fn rotate_master_rewraps_every_key_and_refuses_the_old_key_alone() {
         &opened,
         20,
         &HashMap::new(),
-        opened.ring().primary_id().0 as i32,
+        opened.ring().primary_id(),
     )
     .await;
     Vault::open(&mut conn, MasterKeys::new(new.key(), Some(old.key())))
@@ -555,10 +539,10 @@ async fn rotate_master_rewraps_every_key_and_refuses_the_old_key_alone() {
     let meta = sessions::upsert(&mut conn, &vault, &ctx(), &input(&user(1), "late"))
         .await
         .unwrap();
-    assert_eq!(meta.meta().data_key_id, vault.ring().primary_id().0 as i32);
+    assert_eq!(meta.meta().data_key_id, vault.ring().primary_id());
 
     // The passphrase path: fresh Argon2 parameters stored with the keys.
-    let out = bin(&db, &new)
+    let out = bin_for(&db, &new)
         .args(["rotate-master", "--new-passphrase-env", "NEW_PASS"])
         .env("NEW_PASS", "correct horse battery staple")
         .output()
@@ -600,7 +584,7 @@ async fn keys_destroy_only_takes_a_retired_unused_key() {
     seed(&db.pool(), &vault, 10).await;
     let first = vault.ring().primary_id().0 as i32;
     let destroy = |id: i32| {
-        bin(&db, &key)
+        bin_for(&db, &key)
             .args(["keys", "destroy", &id.to_string()])
             .output()
             .unwrap()
@@ -652,7 +636,7 @@ async fn keys_destroy_only_takes_a_retired_unused_key() {
         )
         .await
         .unwrap();
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["rotate", "--resume", "--grace-ms", "0"])
         .output()
         .unwrap();
@@ -673,7 +657,7 @@ async fn if_older_than_and_the_nonce_budget_warning() {
     let vault = open_vault(&db, &key).await;
     let primary = vault.ring().primary_id().0;
 
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["rotate", "--if-older-than", "90d"])
         .output()
         .unwrap();
@@ -684,7 +668,7 @@ async fn if_older_than_and_the_nonce_budget_warning() {
         text(&out)
     );
     assert_eq!(key_states(&db).await.len(), 1);
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["rotate", "--if-older-than", "soon"])
         .output()
         .unwrap();
@@ -699,7 +683,7 @@ async fn if_older_than_and_the_nonce_budget_warning() {
         )
         .await
         .unwrap();
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["keys", "status", "--json"])
         .output()
         .unwrap();
@@ -709,7 +693,10 @@ async fn if_older_than_and_the_nonce_budget_warning() {
         warning.contains("rotate (vibee-sessions rotate) to start a new data key"),
         "{warning}"
     );
-    let out = bin(&db, &key).args(["keys", "status"]).output().unwrap();
+    let out = bin_for(&db, &key)
+        .args(["keys", "status"])
+        .output()
+        .unwrap();
     assert!(
         text(&out)
             .0
@@ -727,14 +714,14 @@ async fn if_older_than_and_the_nonce_budget_warning() {
         )
         .await
         .unwrap();
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["rotate", "--if-older-than", "90d", "--grace-ms", "0"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
     let states = key_states(&db).await;
     assert_eq!(states.len(), 2);
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["keys", "status", "--json"])
         .output()
         .unwrap();
@@ -754,15 +741,15 @@ async fn rotation_commands_have_help_and_name_what_is_missing() {
         &["rotate-master", "--help"],
         &["keys", "destroy", "--help"],
     ] {
-        let out = bin(&db, &key).args(args).output().unwrap();
+        let out = bin_for(&db, &key).args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(text(&out).0.contains("Usage:"), "{args:?}");
     }
     // One source of the new key is required, and secrets never go on argv.
-    let out = bin(&db, &key).arg("rotate-master").output().unwrap();
+    let out = bin_for(&db, &key).arg("rotate-master").output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out).1.contains("--new-key-file"), "{:?}", text(&out));
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["rotate-master", "--new-key-env", "NO_SUCH_VAR"])
         .env_remove("NO_SUCH_VAR")
         .output()
@@ -775,7 +762,7 @@ async fn rotation_commands_have_help_and_name_what_is_missing() {
         "{:?}",
         text(&out)
     );
-    let out = bin(&db, &key)
+    let out = bin_for(&db, &key)
         .args(["rotate-master", "--new-key-env", "BAD_KEY"])
         .env("BAD_KEY", "not base64!")
         .output()

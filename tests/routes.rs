@@ -2,28 +2,26 @@
 //! session that session_id names, whatever user_ids exist; deactivation
 //! means no credentials, no blob and no writes until an audited
 //! reactivation; a blob that fails its integrity check can be replaced.
-//! All against a real `serve` and PostgreSQL.
+//! In process (`common::in_process`: the router `serve` builds, called
+//! through `Router::oneshot`) on a real PostgreSQL.
 
 mod common;
 
 use base64::Engine;
-use common::server::{Http, Server, create_token};
+use common::server::{HASH, Http, create_token};
 use common::{TestDb, TestKey};
 use serde_json::{Value, json};
-
-const HASH: &str = "0123456789abcdef0123456789abcdef";
 
 fn tenant(user_id: &str, session_id: &str) -> Value {
     json!({"user_id": user_id, "session_id": session_id, "api_id": 1, "api_hash": HASH})
 }
 
-async fn start() -> (TestDb, Server, Http) {
+/// The test's database, a client with no token, and one with an admin token.
+async fn start() -> (TestDb, Http, Http) {
     let db = TestDb::new().await;
-    let server = Server::start(&db, &TestKey::generate());
-    let admin = server
-        .client()
-        .with_token(&create_token(&db, "admin", "admin"));
-    (db, server, admin)
+    let anon = common::in_process(&db, &TestKey::generate()).await;
+    let admin = anon.with_token(&create_token(&db, "admin", "admin"));
+    (db, anon, admin)
 }
 
 fn blob(api: &Http, path: &str, bytes: &[u8]) -> u16 {
@@ -35,7 +33,7 @@ fn blob(api: &Http, path: &str, bytes: &[u8]) -> u16 {
 /// session "acme" (import-env without USER_ID makes such ids).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_id_that_is_another_tenants_user_id_reaches_only_its_own_session() {
-    let (_db, _server, api) = start().await;
+    let (_db, _anon, api) = start().await;
     assert_eq!(
         api.post_json("/api/v1/sessions", &tenant("acme", "acme-main"))
             .status,
@@ -133,7 +131,7 @@ fn count(api: &Http, user_id: &str, kind: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deactivated_session_serves_nothing_and_takes_no_write_until_reactivated() {
-    let (_db, _server, api) = start().await;
+    let (_db, _anon, api) = start().await;
     let mut body = tenant("t", "t-sid");
     body["session_data"] = json!("AQIDBA==");
     assert_eq!(api.post_json("/api/v1/sessions", &body).status, 201);
@@ -202,7 +200,7 @@ async fn a_deactivated_session_serves_nothing_and_takes_no_write_until_reactivat
 /// and PUT (which replaces it without decrypting it) repairs the row.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_that_fails_its_integrity_check_can_be_replaced() {
-    let (db, _server, api) = start().await;
+    let (db, _anon, api) = start().await;
     let mut body = tenant("c", "c-sid");
     body["session_data"] = json!("AQIDBA==");
     assert_eq!(api.post_json("/api/v1/sessions", &body).status, 201);
@@ -242,7 +240,7 @@ async fn a_blob_that_fails_its_integrity_check_can_be_replaced() {
 /// and most tools write standard padded base64. Both are taken.
 #[tokio::test(flavor = "multi_thread")]
 async fn session_data_in_every_base64_form() {
-    let (_db, _server, api) = start().await;
+    let (_db, _anon, api) = start().await;
     let bytes: Vec<u8> = (0..=255u8).rev().collect();
     let forms = [
         base64::engine::general_purpose::STANDARD.encode(&bytes),

@@ -6,28 +6,20 @@
 
 mod common;
 
+use common::server::HASH;
+
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestDb, TestKey, open_vault};
+use common::{TestDb, TestKey, TestStore, bin};
 use secrecy::SecretString;
 use vibee_sessions::db::activity::AuditContext;
 use vibee_sessions::db::sessions::{self, SessionInput};
 
-const HASH: &str = "0123456789abcdef0123456789abcdef";
 const NOBODY: u32 = 65534;
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir());
-    cmd
-}
-
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -135,10 +127,12 @@ async fn boot_in_database_mode_is_not_readable_by_its_own_user() {
         eprintln!("not root: cannot run boot as another user; skipped");
         return;
     }
-    let db = TestDb::new().await;
-    let key = TestKey::generate();
-    let vault = open_vault(&db, &key).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db,
+        key,
+        vault,
+        mut conn,
+    } = TestStore::new().await;
     let input = SessionInput {
         user_id: "u1".into(),
         api_id: 1,

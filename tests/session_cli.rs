@@ -6,28 +6,11 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::{TestDb, TestKey};
+use common::{TestDb, TestKey, bin_for};
 use serde_json::Value;
 use vibee_sessions::db::stats;
 
 const HASH: &str = "0123456789abcdef0123456789abcdef";
-
-fn bin(db: &TestDb, key: &TestKey) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
-    for var in [
-        "MASTER_KEY_FILE",
-        "MASTER_PASSPHRASE",
-        "MASTER_KEY_PREVIOUS",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("DATABASE_URL", &db.url)
-        .env("MASTER_KEY", key.base64());
-    cmd.current_dir(tempfile::tempdir().unwrap().keep());
-    cmd
-}
-
 fn run(mut cmd: Command, stdin: &str) -> Output {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -60,7 +43,7 @@ async fn count_rows(db: &TestDb) -> i64 {
 }
 
 fn put(db: &TestDb, key: &TestKey, args: &[&str], secrets: &str) -> Output {
-    let mut cmd = bin(db, key);
+    let mut cmd = bin_for(db, key);
     cmd.args(["session", "put", "--secrets-stdin"]).args(args);
     run(cmd, secrets)
 }
@@ -107,7 +90,7 @@ async fn session_put_get_list_deactivate_round_trip() {
     );
 
     // Metadata only without --show-secrets, and no master key needed for it.
-    let mut cmd = bin(&db, &key);
+    let mut cmd = bin_for(&db, &key);
     cmd.env_remove("MASTER_KEY")
         .args(["session", "get", "u1", "--json"]);
     let o = cmd.output().unwrap();
@@ -118,7 +101,7 @@ async fn session_put_get_list_deactivate_round_trip() {
     assert_eq!(doc["has_phone"], true, "phone kept by the update");
     assert!(doc.get("api_hash").is_none());
 
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["session", "get", "u1", "--json", "--show-secrets"])
         .output()
         .unwrap();
@@ -144,13 +127,13 @@ async fn session_put_get_list_deactivate_round_trip() {
         &["--user-id", "u2", "--api-id", "7"],
         &format!("api_hash={HASH}"),
     );
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["session", "list", "--json"])
         .output()
         .unwrap();
     let list: Vec<Value> = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(list.len(), 2);
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["session", "list", "--json", "--limit", "1"])
         .output()
         .unwrap();
@@ -159,18 +142,21 @@ async fn session_put_get_list_deactivate_round_trip() {
         1
     );
 
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["session", "deactivate", "s1"])
         .output()
         .unwrap();
     assert!(out(&o).contains("deactivated session s1"), "{}", err(&o));
-    let o = bin(&db, &key).args(["session", "list"]).output().unwrap();
+    let o = bin_for(&db, &key)
+        .args(["session", "list"])
+        .output()
+        .unwrap();
     assert!(
         !out(&o).contains("u1") && out(&o).contains("u2"),
         "{}",
         out(&o)
     );
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["session", "list", "--all", "--json"])
         .output()
         .unwrap();
@@ -179,19 +165,50 @@ async fn session_put_get_list_deactivate_round_trip() {
         2
     );
 
-    let o = bin(&db, &key)
+    // A running agent's lease: new credentials (u2) and the purge (s1,
+    // deactivated) wait for it: exit 13.
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO session_leases (session_id, holder, fence, expires_at) \
+             SELECT session_id, 'agent-host', nextval('session_lease_fence'), \
+                    now() + interval '1 hour' FROM user_sessions",
+            &[],
+        )
+        .await
+        .unwrap();
+    let other = format!("api_hash={}\n", "f".repeat(32));
+    let o = put(&db, &key, &["--user-id", "u2", "--api-id", "7"], &other);
+    assert_eq!(o.status.code(), Some(13), "{}", err(&o));
+    assert!(
+        err(&o).contains("a live lease holds this session"),
+        "{}",
+        err(&o)
+    );
+    let o = bin_for(&db, &key)
+        .args(["session", "deactivate", "s1", "--purge"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(13), "{}", err(&o));
+    assert!(err(&o).contains("leased by agent-host"), "{}", err(&o));
+    db.client()
+        .await
+        .execute("DELETE FROM session_leases", &[])
+        .await
+        .unwrap();
+    let o = bin_for(&db, &key)
         .args(["session", "deactivate", "s1", "--purge"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(count_rows(&db).await, 1);
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["session", "deactivate", "nope"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(10));
     assert!(err(&o).contains("no session with session_id nope"));
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["session", "get", "nope"])
         .output()
         .unwrap();
@@ -247,7 +264,7 @@ async fn session_put_names_the_invalid_field_and_writes_nothing() {
         <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
     )
     .unwrap();
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args([
             "session",
             "put",
@@ -267,7 +284,7 @@ fn import(db: &TestDb, key: &TestKey, env_text: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("legacy.env");
     std::fs::write(&file, env_text).unwrap();
-    bin(db, key)
+    bin_for(db, key)
         .args(["import-env", "--env-file"])
         .arg(&file)
         .output()
@@ -300,7 +317,7 @@ async fn import_env_twice_gives_one_row_and_never_prints_secrets() {
     }
     assert_eq!(count_rows(&db).await, 1);
 
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["session", "get", "144022504", "--json", "--show-secrets"])
         .output()
         .unwrap();
@@ -311,7 +328,7 @@ async fn import_env_twice_gives_one_row_and_never_prints_secrets() {
     assert_eq!(doc["api_id"], 12345);
 
     // From the process environment, without USER_ID: the session id is the user id.
-    let mut cmd = bin(&db, &key);
+    let mut cmd = bin_for(&db, &key);
     cmd.arg("import-env")
         .env("TELEGRAM_SESSION_ID", "env-client")
         .env("TELEGRAM_API_ID", "777")
@@ -389,11 +406,11 @@ async fn stats_counts_sessions_and_keys() {
         &["--user-id", "c", "--api-id", "1", "--session-id", "sc"],
         &secrets,
     );
-    bin(&db, &key)
+    bin_for(&db, &key)
         .args(["session", "deactivate", "sc"])
         .output()
         .unwrap();
-    let o = bin(&db, &key)
+    let o = bin_for(&db, &key)
         .args(["boot", "--user-id", "a"])
         .output()
         .unwrap();
@@ -410,10 +427,13 @@ async fn stats_counts_sessions_and_keys() {
     assert_eq!(s.sessions_per_data_key.len(), 1);
     assert_eq!(s.sessions_per_data_key[0].sessions, 3);
 
-    let o = bin(&db, &key).args(["stats", "--json"]).output().unwrap();
+    let o = bin_for(&db, &key)
+        .args(["stats", "--json"])
+        .output()
+        .unwrap();
     let doc: Value = serde_json::from_str(&out(&o)).unwrap();
     assert_eq!(doc["sessions"]["active"], 2);
     assert_eq!(doc["sessions"]["authorized"], 1);
-    let o = bin(&db, &key).args(["stats"]).output().unwrap();
+    let o = bin_for(&db, &key).args(["stats"]).output().unwrap();
     assert!(out(&o).contains("3 (2 active, 1 inactive)"), "{}", out(&o));
 }

@@ -9,19 +9,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::server::{Http, Server, create_token};
-use common::{TestDb, TestKey, url_with_db};
+use common::server::{HASH, Http, Server, create_token};
+use common::{TestDb, TestKey, bin, url_with_db};
 use serde_json::json;
-
-const HASH: &str = "0123456789abcdef0123456789abcdef";
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .current_dir(std::env::temp_dir());
-    c
-}
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

@@ -105,10 +105,12 @@ async fn start_script_boots_the_agent_in_each_mode() {
     use vibee_sessions::db::activity::AuditContext;
     use vibee_sessions::db::sessions::{self, SessionInput};
 
-    let db = TestDb::new().await;
-    let key = common::TestKey::generate();
-    let vault = common::open_vault(&db, &key).await;
-    let mut conn = db.conn().await;
+    let common::TestStore {
+        db,
+        key,
+        vault,
+        mut conn,
+    } = common::TestStore::new().await;
     for user in ["tenant-a", "tenant-b"] {
         let input = SessionInput {
             user_id: user.into(),

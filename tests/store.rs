@@ -3,10 +3,10 @@
 
 mod common;
 
-use common::{TestDb, TestKey, open_vault};
+use common::{TestDb, TestKey, TestStore, open_vault};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde_json::json;
-use vibee_sessions::db::activity::{self, AuditContext};
+use vibee_sessions::db::activity::{self, ActivityType, AuditContext};
 use vibee_sessions::db::sessions::{self, ListQuery, SessionInput, SessionPatch, Upserted};
 use vibee_sessions::db::{DbError, Vault};
 
@@ -34,10 +34,12 @@ fn ctx() -> AuditContext {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upsert_creates_then_updates_and_keeps_omitted_fields() {
-    let db = TestDb::new().await;
-    let key = TestKey::generate();
-    let vault = open_vault(&db, &key).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db: _db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
 
     let created = sessions::upsert(&mut conn, &vault, &ctx(), &input("u1"))
         .await
@@ -53,7 +55,7 @@ async fn upsert_creates_then_updates_and_keeps_omitted_fields() {
     );
     assert!(meta.is_active && meta.has_phone && meta.has_session_data);
     assert_eq!(meta.version, 1);
-    assert_eq!(meta.data_key_id as u32, vault.ring().primary_id().0);
+    assert_eq!(meta.data_key_id, vault.ring().primary_id());
 
     let update = SessionInput {
         api_hash: SecretString::from(HASH_B),
@@ -123,9 +125,12 @@ async fn upsert_creates_then_updates_and_keeps_omitted_fields() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_id_owned_by_another_user_is_a_conflict() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db: _db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     let a = SessionInput {
         session_id: Some("sess-a".into()),
         ..input("a")
@@ -155,9 +160,12 @@ async fn a_session_id_owned_by_another_user_is_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_input_names_the_field_and_writes_nothing() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db: _db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     let cases: Vec<(SessionInput, &str)> = vec![
         (
             SessionInput {
@@ -266,9 +274,12 @@ async fn concurrent_upserts_of_one_user_give_one_row_and_no_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn list_pages_filters_and_deactivation() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db: _db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     for i in 0..25 {
         let s = SessionInput {
             is_authorized: Some(i % 2 == 0),
@@ -317,18 +328,18 @@ async fn list_pages_filters_and_deactivation() {
 
     let victim = sessions::get_meta(&mut conn, "user-03").await.unwrap();
     assert!(
-        sessions::deactivate(&mut conn, &ctx(), &victim.session_id)
+        sessions::deactivate(&mut conn, &ctx(), &victim.session_id, None)
             .await
             .unwrap()
     );
     assert!(
-        !sessions::deactivate(&mut conn, &ctx(), &victim.session_id)
+        !sessions::deactivate(&mut conn, &ctx(), &victim.session_id, None)
             .await
             .unwrap(),
         "idempotent"
     );
     assert!(matches!(
-        sessions::deactivate(&mut conn, &ctx(), "no-such-session").await,
+        sessions::deactivate(&mut conn, &ctx(), "no-such-session", None).await,
         Err(DbError::NotFound)
     ));
     let active = sessions::list(
@@ -384,15 +395,18 @@ async fn list_pages_filters_and_deactivation() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purge_deletes_the_row_but_not_its_audit_trail() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db: _db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     let meta = sessions::upsert(&mut conn, &vault, &ctx(), &input("gone"))
         .await
         .unwrap()
         .meta()
         .clone();
-    sessions::purge(&mut conn, &ctx(), &meta.session_id)
+    sessions::purge(&mut conn, &ctx(), &meta.session_id, None)
         .await
         .unwrap();
     assert!(matches!(
@@ -400,20 +414,23 @@ async fn purge_deletes_the_row_but_not_its_audit_trail() {
         Err(DbError::NotFound)
     ));
     assert!(matches!(
-        sessions::purge(&mut conn, &ctx(), &meta.session_id).await,
+        sessions::purge(&mut conn, &ctx(), &meta.session_id, None).await,
         Err(DbError::NotFound)
     ));
     let trail = activity::list_trail(&mut conn, activity::TrailOf::User("gone"), None, 10)
         .await
         .unwrap();
-    assert_eq!(trail[0].activity_type, "session_purged");
+    assert_eq!(trail[0].activity_type, ActivityType::SessionPurged);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn partial_update_changes_only_plain_fields() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db: _db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     sessions::upsert(&mut conn, &vault, &ctx(), &input("p"))
         .await
         .unwrap();
@@ -462,9 +479,12 @@ async fn partial_update_changes_only_plain_fields() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn session_blob_by_session_id() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db: _db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     let bare = SessionInput {
         session_data: None,
         phone: None,
@@ -519,9 +539,12 @@ async fn exec(db: &TestDb, sql: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ciphertext_moved_between_rows_or_columns_fails_to_decrypt() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     for u in ["victim", "attacker", "cols"] {
         sessions::upsert(&mut conn, &vault, &ctx(), &input(u))
             .await
@@ -572,14 +595,21 @@ async fn ciphertext_moved_between_rows_or_columns_fails_to_decrypt() {
     let reads = activity::list_trail(&mut conn, activity::TrailOf::User("attacker"), None, 10)
         .await
         .unwrap();
-    assert!(reads.iter().all(|a| a.activity_type != "credentials_read"));
+    assert!(
+        reads
+            .iter()
+            .all(|a| a.activity_type != ActivityType::CredentialsRead)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tampering_with_any_byte_fails_to_decrypt() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     sessions::upsert(&mut conn, &vault, &ctx(), &input("t"))
         .await
         .unwrap();
@@ -624,9 +654,12 @@ async fn tampering_with_any_byte_fails_to_decrypt() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_write_is_under_the_primary_and_counted() {
-    let db = TestDb::new().await;
-    let vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db,
+        vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     for i in 0..5 {
         sessions::upsert(&mut conn, &vault, &ctx(), &input(&format!("c{i}")))
             .await
@@ -670,10 +703,12 @@ async fn every_write_is_under_the_primary_and_counted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_master_key_is_refused_and_creates_nothing() {
-    let db = TestDb::new().await;
-    let right = TestKey::generate();
-    let vault = open_vault(&db, &right).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db,
+        key: right,
+        vault,
+        mut conn,
+    } = TestStore::new().await;
     sessions::upsert(&mut conn, &vault, &ctx(), &input("w"))
         .await
         .unwrap();
@@ -797,9 +832,12 @@ async fn passphrase_master_key_stores_its_parameters_and_checks_the_passphrase()
 #[tokio::test(flavor = "multi_thread")]
 async fn passphrase_on_a_key_wrapped_database_is_refused() {
     use vibee_sessions::db::keys::{MasterKeySource, unlock};
-    let db = TestDb::new().await;
-    let _vault = open_vault(&db, &TestKey::generate()).await;
-    let mut conn = db.conn().await;
+    let TestStore {
+        db: _db,
+        vault: _vault,
+        mut conn,
+        ..
+    } = TestStore::new().await;
     let err = unlock(
         &mut conn,
         MasterKeySource::Passphrase(SecretString::from("whatever")),

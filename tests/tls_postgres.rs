@@ -444,6 +444,45 @@ async fn database_url_tls_options_against_a_real_server() {
         ),
     )
     .await;
+    // Several hosts: each is checked against its own name; a refused host
+    // is passed over for the next and named in the message.
+    c.check(
+        "sslmode=verify-full, two hosts: the first's name fails, the second connects",
+        expect_tls(kv(&format!(
+            "host=not-in-cert.invalid,localhost hostaddr=127.0.0.1,127.0.0.1 \
+             sslmode=verify-full sslrootcert={}",
+            ca.display()
+        ))),
+    )
+    .await;
+    c.check(
+        "sslmode=verify-full, two hosts both not in the certificate: both named",
+        expect_refused(
+            kv(&format!(
+                "host=not-in-cert.invalid,other.invalid hostaddr=127.0.0.1,127.0.0.1 \
+                 sslmode=verify-full sslrootcert={}",
+                ca.display()
+            )),
+            &[
+                "certificate verification failed",
+                &format!("not-in-cert.invalid:{port} (hostaddr 127.0.0.1)"),
+                &format!("other.invalid:{port} (hostaddr 127.0.0.1)"),
+                "not valid for name \"other.invalid\"",
+            ],
+        ),
+    )
+    .await;
+    c.check(
+        "URL form, two hosts, target_session_attrs=read-write: the primary is found",
+        expect_tls(url(
+            &format!("not-in-cert.invalid:{port},localhost"),
+            &format!(
+                "sslmode=verify-full&sslrootcert={}&target_session_attrs=read-write",
+                enc(&ca)
+            ),
+        )),
+    )
+    .await;
     c.check(
         "sslmode=require + right sslrootcert verifies the chain",
         expect_tls(url(

@@ -12,11 +12,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use bao::{Bao, ROOT_TOKEN};
-use common::server::{Http, Server, create_token};
+use common::server::{HASH, Http, Server, create_token};
 use common::{TestDb, TestKey};
 use serde_json::{Value, json};
 
-const HASH: &str = "0123456789abcdef0123456789abcdef";
 const KEY: &str = "vibee";
 
 macro_rules! bao_or_skip {

@@ -126,6 +126,8 @@ pub(super) async fn authenticate(
         return Ok(None);
     }
     metrics::counter!("vibee_token_cache_misses_total").increment(1);
+    // Slowed while bogus tokens pour in (cached tokens never get here).
+    app.failed_lookups.pace().await;
     let generation = app.token_cache.generation();
     // At most a quarter of the pool checks tokens at once: a flood of bogus
     // tokens waits here instead of holding every connection.
@@ -135,10 +137,13 @@ pub(super) async fn authenticate(
         .await
         .map_err(|_| AppError::internal())?;
     let mut conn = app.conn().await?;
-    let found = tokens::authenticate(&mut conn, presented).await?;
+    let found = tokens::authenticate(&mut conn, &digest).await?;
     match &found {
         Some(identity) => app.token_cache.insert(digest, identity.clone(), generation),
-        None => app.token_cache.insert_unknown(digest, generation),
+        None => {
+            app.failed_lookups.failed();
+            app.token_cache.insert_unknown(digest, generation)
+        }
     }
     Ok(found)
 }

@@ -120,13 +120,15 @@ pub async fn put(
     params(
         ("session_id" = String, Path, description = "the session_id"),
         ("If-Match" = Option<String>, Header, description = "clear only if the session is at this ETag (412 otherwise)"),
+        ("Lease-Fence" = Option<i64>, Header, description = "the fence of the caller's lease; required while a lease is live"),
     ),
     security(("bearer" = ["sessions:write"])),
     responses(
         (status = 200, description = "Cleared (idempotent; audited); the session's metadata", body = sessions::SessionMeta,
             headers(("ETag" = String, description = "\"<version>\" after the write"))),
+        (status = 400, description = "Lease-Fence is not an integer (`invalid_header`)", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "The session is deactivated (`session_inactive`)", body = ErrorBody),
+        (status = 409, description = "The session is deactivated (`session_inactive`); a live lease and no Lease-Fence (`lease_required`); a Lease-Fence that is not the live one (`stale_lease`). Nothing is cleared", body = ErrorBody),
         (status = 412, description = "If-Match names another version (`precondition_failed`)", body = ErrorBody),
         (status = 422, description = "Invalid session_id", body = ErrorBody),
     )
@@ -136,10 +138,11 @@ pub async fn delete(
     auth: Auth<Write>,
     PathId(session_id): PathId<SessionId>,
     if_match: IfMatch,
+    LeaseFence(fence): LeaseFence,
 ) -> AppResult<Response> {
     let cleared = app
         .store
-        .delete_session_data(&auth.audit, &session_id, if_match.versions())
+        .delete_session_data(&auth.audit, &session_id, if_match.versions(), fence)
         .await;
     match cleared {
         Ok(meta) => Ok(with_etag(StatusCode::OK, meta.version, meta)),

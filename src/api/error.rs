@@ -174,8 +174,8 @@ impl AppError {
     }
 }
 
-impl From<crate::db::validate::Invalid> for AppError {
-    fn from(i: crate::db::validate::Invalid) -> Self {
+impl From<crate::domain::validate::Invalid> for AppError {
+    fn from(i: crate::domain::validate::Invalid) -> Self {
         AppError::invalid_field(i.field, i.to_string())
     }
 }
@@ -237,6 +237,7 @@ impl From<DbError> for AppError {
                 "stale_lease",
                 "Lease-Fence is not the fence of the live lease; this writer lost the lease",
             ),
+            DbError::LeaseHeld(lease) => super::leases::held(&lease),
             DbError::Conflict(reason) => AppError::new(StatusCode::CONFLICT, "conflict", reason),
             other @ (DbError::Key(_)
             | DbError::Query(_)

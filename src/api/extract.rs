@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::AppError;
 
-use crate::db::validate::MAX_SESSION_DATA_LEN;
+use crate::domain::validate::MAX_SESSION_DATA_LEN;
 
 /// Request bodies larger than this are refused with 413 before parsing: the
 /// largest blob in base64 (4/3 of it) and room for the other fields.
@@ -225,7 +225,7 @@ pub struct PathId<T>(pub T);
 impl<S, T> FromRequestParts<S> for PathId<T>
 where
     S: Send + Sync,
-    T: std::str::FromStr<Err = crate::db::validate::Invalid>,
+    T: std::str::FromStr<Err = crate::domain::validate::Invalid>,
 {
     type Rejection = axum::response::Response;
 

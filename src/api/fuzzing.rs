@@ -19,12 +19,12 @@ pub fn request_body(data: &[u8]) {
             .and_then(|b| b.into_patch().validate().map_err(Into::into)),
     );
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::db::validate::identifier("user_id", text);
-        let _ = crate::db::validate::username(text);
-        let _ = crate::db::validate::phone(text);
-        let _ = crate::db::validate::api_hash(text);
+        let _ = crate::domain::validate::identifier("user_id", text);
+        let _ = crate::domain::validate::username(text);
+        let _ = crate::domain::validate::phone(text);
+        let _ = crate::domain::validate::api_hash(text);
     }
-    let _ = crate::db::validate::session_data(data);
+    let _ = crate::domain::validate::session_data(data);
 }
 
 fn check(result: Result<(), super::AppError>) {

@@ -81,14 +81,9 @@ fn no_lease() -> AppError {
     security(("bearer" = ["sessions:read"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 200, description = "Taken (the lease was free or expired: a new, larger fence) or renewed (same holder: same fence, later expiry)", body = Lease),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "`lease_held`: another holder has a live lease (named with its expiry); `session_inactive`", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid holder, ttl_seconds or session_id", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn take(
@@ -97,10 +92,11 @@ pub async fn take(
     PathId(session_id): PathId<SessionId>,
     JsonBody(body): JsonBody<TakeLease>,
 ) -> AppResult<Json<Lease>> {
-    let session_id = session_id.as_str();
     let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
-    let mut conn = app.conn().await?;
-    match leases::take(&mut conn, &auth.audit, session_id, &body.holder, ttl).await? {
+    let taken = app
+        .store
+        .take_lease(&auth.audit, &session_id, &body.holder, ttl);
+    match taken.await? {
         Take::Granted { lease, .. } => Ok(Json(lease)),
         Take::Held(lease) => Err(held(&lease)),
         Take::Inactive => Err(AppError::inactive()),
@@ -116,11 +112,8 @@ pub async fn take(
     security(("bearer" = ["sessions:read"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 200, description = "The live lease", body = Lease),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
         (status = 404, description = "No such session, or `no_lease`: nobody holds it (or the lease expired)", body = ErrorBody),
         (status = 422, description = "Invalid session_id", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn get(
@@ -128,9 +121,8 @@ pub async fn get(
     _auth: Auth<ReadOrBoot>,
     PathId(session_id): PathId<SessionId>,
 ) -> AppResult<Json<Lease>> {
-    let session_id = session_id.as_str();
-    let mut conn = app.conn().await?;
-    leases::get(&mut conn, session_id)
+    app.store
+        .lease(&session_id)
         .await?
         .map(Json)
         .ok_or_else(no_lease)
@@ -155,12 +147,9 @@ pub struct ReleaseParams {
     responses(
         (status = 204, description = "Released"),
         (status = 400, description = "holder or fence missing or malformed", body = ErrorBody),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "`stale_lease`: the holder or fence is not the current lease", body = ErrorBody),
         (status = 422, description = "Invalid holder or session_id", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn release(
@@ -169,17 +158,10 @@ pub async fn release(
     PathId(session_id): PathId<SessionId>,
     QueryParams(params): QueryParams<ReleaseParams>,
 ) -> AppResult<StatusCode> {
-    let session_id = session_id.as_str();
-    let mut conn = app.conn().await?;
-    match leases::release(
-        &mut conn,
-        &auth.audit,
-        session_id,
-        &params.holder,
-        params.fence,
-    )
-    .await?
-    {
+    let released = app
+        .store
+        .release_lease(&auth.audit, &session_id, &params.holder, params.fence);
+    match released.await? {
         Release::Released => Ok(StatusCode::NO_CONTENT),
         Release::Stale(live) => Err(stale(live.as_ref())),
     }
@@ -194,11 +176,8 @@ pub async fn release(
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "Broken: the lease that was there (live or expired) is gone; the next take gets a new fence", body = Lease),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks admin", body = ErrorBody),
         (status = 404, description = "No such session, or `no_lease`", body = ErrorBody),
         (status = 422, description = "Invalid session_id", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn break_lease(
@@ -206,9 +185,8 @@ pub async fn break_lease(
     auth: Auth<Admin>,
     PathId(session_id): PathId<SessionId>,
 ) -> AppResult<Json<Lease>> {
-    let session_id = session_id.as_str();
-    let mut conn = app.conn().await?;
-    leases::break_lease(&mut conn, &auth.audit, session_id)
+    app.store
+        .break_lease(&auth.audit, &session_id)
         .await?
         .map(Json)
         .ok_or_else(no_lease)
@@ -248,13 +226,8 @@ pub struct Renewed {
     security(("bearer" = ["sessions:read"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 200, description = "Every lease still live under this holder and fence renewed, in one statement", body = Renewed),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
         (status = 413, description = "Body over 2 MiB", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid holder, ttl_seconds, a session_id, or over 10,000 fences", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn renew(
@@ -264,8 +237,7 @@ pub async fn renew(
 ) -> AppResult<Json<Renewed>> {
     let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
     let fences: Vec<(String, i64)> = body.fences.into_iter().collect();
-    let mut conn = app.conn().await?;
-    let renewed = leases::renew_batch(&mut conn, &body.holder, ttl, &fences).await?;
+    let renewed = app.store.renew_leases(&body.holder, ttl, &fences).await?;
     let kept: std::collections::HashSet<&str> =
         renewed.iter().map(|l| l.session_id.as_str()).collect();
     let lost = fences
@@ -305,12 +277,7 @@ pub struct Holders {
     security(("bearer" = ["sessions:read"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 200, description = "Announced (a boot loader's heartbeat): the live holders, for a fair share", body = Holders),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
-        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Invalid holder or ttl_seconds", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn heartbeat(
@@ -319,8 +286,7 @@ pub async fn heartbeat(
     JsonBody(body): JsonBody<Heartbeat>,
 ) -> AppResult<Json<Holders>> {
     let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
-    let mut conn = app.conn().await?;
-    let holders = leases::heartbeat(&mut conn, &body.holder, ttl).await?;
+    let holders = app.store.announce_holder(&body.holder, ttl).await?;
     Ok(Json(Holders { holders }))
 }
 
@@ -333,10 +299,7 @@ pub async fn heartbeat(
     security(("bearer" = ["sessions:read"]), ("bearer" = ["sessions:boot"])),
     responses(
         (status = 204, description = "Withdrawn (idempotent)"),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:read", body = ErrorBody),
         (status = 422, description = "Invalid holder", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
 pub async fn leave(
@@ -345,8 +308,7 @@ pub async fn leave(
     Path(holder): Path<String>,
 ) -> AppResult<StatusCode> {
     leases::validate_holder(&holder)?;
-    let mut conn = app.conn().await?;
-    leases::leave(&mut conn, &holder).await?;
+    app.store.withdraw_holder(&holder).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -367,16 +329,13 @@ pub struct ListedPage {
 }
 
 /// Attaches the live lease of every session of a page (one query).
-pub(super) async fn with_leases(
-    conn: &mut diesel_async::AsyncPgConnection,
-    page: Page,
-) -> AppResult<ListedPage> {
+pub(super) async fn with_leases(app: &App, page: Page) -> AppResult<ListedPage> {
     let ids: Vec<&str> = page
         .sessions
         .iter()
         .map(|s| s.session_id.as_str())
         .collect();
-    let mut live = leases::live_for(conn, &ids).await?;
+    let mut live = app.store.live_leases(&ids).await?;
     let sessions = page
         .sessions
         .into_iter()

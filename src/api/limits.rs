@@ -7,6 +7,8 @@
 //!   the pool): bogus `vbs_…` tokens, which are never cached as valid, cannot
 //!   hold every pooled connection; identical bogus tokens are answered from
 //!   the negative cache (`db::tokens::TokenCache`) without a query at all;
+//! - past `FAILURES_PER_SEC` failed lookups a second, a lookup of an
+//!   uncached token first waits `FAILURE_DELAY` (`FailedLookups`);
 //! - a cap on requests in flight per token (`TOKEN_MAX_CONCURRENCY`): past it
 //!   a request waits (`TOKEN_QUEUE_WAIT_SECS`) for one of its token's slots,
 //!   then gets 429 with `Retry-After`; other tokens are unaffected.
@@ -14,6 +16,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -153,6 +156,75 @@ impl TokenLimits {
         match tokio::time::timeout(self.wait, semaphore.acquire_owned()).await {
             Ok(Ok(permit)) => Some(permit),
             _ => None,
+        }
+    }
+}
+
+/// Token lookups that found nothing, per second: past `FAILURES_PER_SEC`
+/// in the current or the previous second, every further lookup of an
+/// uncached token first waits `FAILURE_DELAY`. A flood of bogus tokens is
+/// then slowed to one request per client per delay (a client waits for its
+/// answer), so the lookups and the CPU they cost stay with the legitimate
+/// callers, whose verified tokens are answered from the cache and never
+/// wait here. An unknown-but-valid token presented during a flood is still
+/// verified, one delay late.
+pub struct FailedLookups {
+    /// The second (since the process started) the count is for.
+    second: AtomicU64,
+    count: AtomicU64,
+    previous: AtomicU64,
+    started: std::time::Instant,
+}
+
+/// Failed lookups per second a server takes without slowing anyone down.
+pub const FAILURES_PER_SEC: u64 = 100;
+pub const FAILURE_DELAY: Duration = Duration::from_secs(1);
+
+impl Default for FailedLookups {
+    fn default() -> Self {
+        Self {
+            second: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            previous: AtomicU64::new(0),
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl FailedLookups {
+    fn roll(&self) -> u64 {
+        let now = self.started.elapsed().as_secs();
+        let seen = self.second.load(Ordering::Acquire);
+        if now != seen
+            && self
+                .second
+                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let last = self.count.swap(0, Ordering::AcqRel);
+            self.previous
+                .store(if now == seen + 1 { last } else { 0 }, Ordering::Release);
+        }
+        now
+    }
+
+    /// Records a lookup that found no token.
+    pub fn failed(&self) {
+        self.roll();
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Waits `FAILURE_DELAY` when lookups are failing faster than
+    /// `FAILURES_PER_SEC`.
+    pub async fn pace(&self) {
+        self.roll();
+        let recent = self
+            .count
+            .load(Ordering::Acquire)
+            .max(self.previous.load(Ordering::Acquire));
+        if recent > FAILURES_PER_SEC {
+            metrics::counter!("vibee_token_lookups_delayed_total").increment(1);
+            tokio::time::sleep(FAILURE_DELAY).await;
         }
     }
 }

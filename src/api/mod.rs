@@ -60,6 +60,8 @@ pub struct AppState {
     token_limits: limits::TokenLimits,
     /// Token checks that go to the database at once (a quarter of the pool).
     token_lookups: tokio::sync::Semaphore,
+    /// Lookups that found nothing, to slow a flood of bogus tokens.
+    failed_lookups: limits::FailedLookups,
     openapi_json: String,
     token_uses: TokenUses,
 }
@@ -83,6 +85,7 @@ impl AppState {
             metrics_token,
             token_limits: limits::TokenLimits::new(token_concurrency, token_queue_wait),
             token_lookups: tokio::sync::Semaphore::new(lookups),
+            failed_lookups: limits::FailedLookups::default(),
             metrics: metrics_handle(),
             openapi_json: openapi_json(),
             token_uses: TokenUses::default(),

@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 
 use crate::db::overview::{self, HolderView, HourCount};
 
+use super::App;
 use super::auth::{Admin, AnyScope, Auth, List};
 use super::error::AppResult;
-use super::{App, ErrorBody};
 
 /// The calling token: its name and what it may do. Never the secret.
 #[derive(Serialize, ToSchema)]
@@ -25,7 +25,6 @@ pub struct TokenView {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The calling token's name and scopes", body = TokenView),
-        (status = 401, description = "No or bad token", body = ErrorBody),
     ))]
 pub async fn token(auth: Auth<AnyScope>) -> Json<TokenView> {
     Json(TokenView {
@@ -49,8 +48,6 @@ pub struct HourlyActivity {
     security(("bearer" = ["sessions:list"])),
     responses(
         (status = 200, description = "Audit events per hour over the last 24 hours", body = HourlyActivity),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:list", body = ErrorBody),
     ))]
 pub async fn hourly(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<HourlyActivity>> {
     let mut conn = app.conn().await?;
@@ -68,8 +65,6 @@ pub struct HolderList {
     security(("bearer" = ["sessions:list"])),
     responses(
         (status = 200, description = "Every holder with a heartbeat or a live lease: heartbeat times and tenants held", body = HolderList),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks sessions:list", body = ErrorBody),
     ))]
 pub async fn holders(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<HolderList>> {
     let mut conn = app.conn().await?;
@@ -90,8 +85,6 @@ pub struct MasterView {
     security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "The master key's kind and fingerprint. Never key material", body = MasterView),
-        (status = 401, description = "No or bad token", body = ErrorBody),
-        (status = 403, description = "Token lacks admin", body = ErrorBody),
     ))]
 pub async fn master(State(app): State<App>, _auth: Auth<Admin>) -> AppResult<Json<MasterView>> {
     let mut conn = app.conn().await?;

@@ -16,8 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::db::DbError;
 use crate::db::sessions::{Session, SessionMeta, SessionPatch};
-use crate::db::validate::ChatRef;
 use crate::domain::SessionId;
+use crate::domain::validate::ChatRef;
 
 use super::App;
 use super::auth::{Auth, Read, Write};
@@ -213,11 +213,18 @@ pub struct DeleteParams {
     path = "/api/v1/sessions/{session_id}",
     operation_id = "delete_session",
     tag = "sessions",
-    params(("session_id" = String, Path, description = "the session_id"), DeleteParams),
+    params(
+        ("session_id" = String, Path, description = "the session_id"),
+        DeleteParams,
+        ("If-Match" = Option<String>, Header, description = "deactivate or purge only if the session is at this ETag (412 otherwise)"),
+    ),
     security(("bearer" = ["sessions:write"])),
     responses(
         (status = 204, description = "Deactivated (idempotent) or purged"),
+        (status = 400, description = "If-Match is not `*` or a list of entity tags (`malformed_request`)", body = super::ErrorBody),
         (status = 404, description = "No such session", body = super::ErrorBody),
+        (status = 409, description = "`lease_held`: a purge while a lease is live (the holder and its expiry are named); deactivate first, and the holder's loader lets go. Nothing is deleted", body = super::ErrorBody),
+        (status = 412, description = "If-Match names another version (`precondition_failed`); nothing is written", body = super::ErrorBody),
         (status = 422, description = "Invalid session_id", body = super::ErrorBody),
     )
 )]
@@ -225,13 +232,15 @@ pub async fn delete(
     State(app): State<App>,
     auth: Auth<Write>,
     PathId(session_id): PathId<SessionId>,
+    if_match: IfMatch,
     QueryParams(params): QueryParams<DeleteParams>,
 ) -> AppResult<StatusCode> {
+    let expected = if_match.versions();
     let done = if params.purge.unwrap_or(false) {
-        app.store.purge(&auth.audit, &session_id).await
+        app.store.purge(&auth.audit, &session_id, expected).await
     } else {
         app.store
-            .deactivate(&auth.audit, &session_id)
+            .deactivate(&auth.audit, &session_id, expected)
             .await
             .map(|_| ())
     };

@@ -11,12 +11,13 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::db::sessions::{self, ListQuery, SessionInput, SessionMeta, Upserted};
-use crate::db::validate::ChatRef;
+use crate::domain::validate::ChatRef;
 use crate::domain::{UserId, decode_session_data};
 
 use super::auth::{Auth, ListOrBoot, Write};
 use super::error::{AppError, AppResult};
 use super::extract::{IfMatch, JsonBody, QueryParams};
+use super::leases::LeaseFence;
 use super::{App, ErrorBody};
 use crate::db::tokens::Scope;
 
@@ -97,6 +98,7 @@ impl CreateSession {
     params(
         ("If-None-Match" = Option<String>, Header, description = "`*`: create only (412 when the user_id already has a session)"),
         ("If-Match" = Option<String>, Header, description = "update only the session at this ETag (412 otherwise, or when none exists)"),
+        ("Lease-Fence" = Option<i64>, Header, description = "the fence of the caller's lease; required while a lease is live when the update replaces api_hash or session_data (sending the stored values again is no replacement)"),
     ),
     security(("bearer" = ["sessions:write"])),
     operation_id = "upsert_session",
@@ -109,7 +111,8 @@ impl CreateSession {
             ("Location" = String, description = "/api/v1/sessions/{session_id}"),
             ("ETag" = String, description = "\"<version>\""),
         )),
-        (status = 409, description = "session_id owned by another user (`conflict`), or the session is deactivated (`session_inactive`)", body = ErrorBody),
+        (status = 400, description = "Lease-Fence is not one integer (`invalid_header`); If-None-Match other than `*`, or with If-Match (`malformed_request`)", body = ErrorBody),
+        (status = 409, description = "session_id owned by another user (`conflict`); the session is deactivated (`session_inactive`); a live lease and no Lease-Fence on an update that replaces api_hash or session_data (`lease_required`); a Lease-Fence that is not the live one (`stale_lease`). Nothing is written", body = ErrorBody),
         (status = 412, description = "`If-None-Match: *` and the user_id has a session, or `If-Match` names another version or no session exists (`precondition_failed`); nothing is written", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
@@ -120,6 +123,7 @@ pub async fn upsert(
     State(app): State<App>,
     auth: Auth<Write>,
     if_match: IfMatch,
+    LeaseFence(fence): LeaseFence,
     headers: HeaderMap,
     JsonBody(body): JsonBody<CreateSession>,
 ) -> AppResult<Response> {
@@ -134,7 +138,10 @@ pub async fn upsert(
         (false, Some(versions)) => sessions::Condition::Version(versions),
         (false, None) => sessions::Condition::Any,
     };
-    let outcome = app.store.upsert_if(&auth.audit, &input, condition).await?;
+    let outcome = app
+        .store
+        .upsert_if(&auth.audit, &input, condition, fence)
+        .await?;
     let (status, meta) = match outcome {
         Upserted::Created(m) => (StatusCode::CREATED, m),
         Upserted::Updated(m) => (StatusCode::OK, m),
@@ -207,8 +214,10 @@ pub async fn list(
     auth: Auth<ListOrBoot>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> AppResult<Json<super::leases::ListedPage>> {
-    // An agent host lists what it may start: active sessions only.
-    if params.include_inactive == Some(true) && !auth.token.allows(Scope::SessionsList) {
+    // An agent host lists what it may start: active sessions only, however
+    // it asks (`is_active` overrides `include_inactive`, so both are checked).
+    let asks_inactive = params.include_inactive == Some(true) || params.is_active == Some(false);
+    if asks_inactive && !auth.token.allows(Scope::SessionsList) {
         return Err(AppError::forbidden(Scope::SessionsList.as_str()));
     }
     let limit = params.limit.unwrap_or(sessions::DEFAULT_PAGE);
@@ -254,6 +263,5 @@ pub async fn list(
             held: params.held,
         })
         .await?;
-    let mut conn = app.conn().await?;
-    Ok(Json(super::leases::with_leases(&mut conn, page).await?))
+    Ok(Json(super::leases::with_leases(&app, page).await?))
 }

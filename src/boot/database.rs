@@ -37,32 +37,46 @@ pub async fn load_user(
     Ok(page.sessions.remove(0).into())
 }
 
+fn page(after: Option<&str>) -> BootSelection<'_> {
+    BootSelection::Page { after, limit: PAGE }
+}
+
 /// Every active session, handed to `sink` one at a time; returns how many.
+///
+/// Pipelined over two connections: while page k's loads are recorded
+/// (audit rows and stamps, one commit) on `recorder`, page k+1 is read and
+/// decrypted on `conn`. Page k reaches `sink` only once its record has
+/// committed, so nothing leaves unaudited.
 pub async fn load_all(
     conn: &mut AsyncPgConnection,
+    recorder: &mut AsyncPgConnection,
     vault: &Vault,
     ctx: &AuditContext,
     sink: &mut dyn FnMut(TenantConfig) -> Result<(), BootError>,
 ) -> Result<usize, BootError> {
-    let mut after: Option<String> = None;
+    let mut current = sessions::fetch_for_boot(conn, vault, page(None)).await?;
     let mut count = 0;
     loop {
-        let page = sessions::load_for_boot(
-            conn,
-            vault,
-            ctx,
-            BootSelection::Page {
-                after: after.as_deref(),
-                limit: PAGE,
-            },
-        )
-        .await?;
-        for session in page.sessions {
+        let after = current.next_cursor.take();
+        let next = async {
+            match after.as_deref() {
+                Some(a) => sessions::fetch_for_boot(conn, vault, page(Some(a)))
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let (recorded, next) = tokio::join!(
+            sessions::record_loads(recorder, ctx, &current.sessions),
+            next
+        );
+        recorded?;
+        for session in current.sessions.drain(..) {
             sink(session.into())?;
             count += 1;
         }
-        match page.next_cursor {
-            Some(c) => after = Some(c),
+        match next? {
+            Some(p) => current = p,
             None => return Ok(count),
         }
     }

@@ -60,8 +60,9 @@ pub enum BootError {
     #[error("no session for user_id {0}: add it with `vibee-sessions session put` or the API")]
     UnknownUser(String),
     #[error(
-        "the session of user_id {0} is deactivated; store its credentials again \
-         (`vibee-sessions session put` or POST /api/v1/sessions) to reactivate it"
+        "the session of user_id {0} is deactivated; only an explicit reactivation \
+         turns it on again (`vibee-sessions session reactivate SESSION_ID` or \
+         POST /api/v1/sessions/{{session_id}}/reactivate)"
     )]
     Inactive(String),
     #[error("there are no active sessions to start")]

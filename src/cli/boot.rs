@@ -18,7 +18,7 @@ use crate::boot::{BootError, Mode, TenantConfig, database, legacy};
 use crate::config::Env;
 use crate::crypto::private_file::{self, Rules};
 use crate::db::activity::AuditContext;
-use crate::db::{DatabaseTarget, PoolSettings, build_pool};
+use crate::db::{PoolSettings, build_pool};
 
 use super::{CliError, store};
 
@@ -235,9 +235,11 @@ fn load_all(source: &Source, env: &dyn Env, out: &mut dyn Write) -> Result<usize
         }
         Source::Database => {
             runtime()?.block_on(async {
-                let mut s = store::open(env).await?;
+                // The recorder's connection opens while the keys unlock.
+                let (s, recorder) = tokio::join!(store::open(env), store::connect(env));
+                let (mut s, mut recorder) = (s?, recorder?);
                 let ctx = AuditContext::cli();
-                database::load_all(&mut s.conn, &s.vault, &ctx, &mut sink).await?;
+                database::load_all(&mut s.conn, &mut recorder, &s.vault, &ctx, &mut sink).await?;
                 Ok::<_, CliError>(())
             })?;
         }
@@ -331,7 +333,7 @@ fn supervise(
             Source::Api(api) => Leaser::Api(Arc::new(api)),
             Source::Database => {
                 let s = store::open(env).await?;
-                let target = DatabaseTarget::parse(&crate::config::database_url(env)?)?;
+                let target = store::target(env)?;
                 let pool = build_pool(
                     &target,
                     &PoolSettings {

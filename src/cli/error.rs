@@ -80,6 +80,14 @@ impl From<DbError> for CliError {
                 Self::new(Self::DATA, format!("invalid {}: {}", i.field, i.reason))
             }
             DbError::NotFound => Self::new(Self::NOT_FOUND, "not found"),
+            // A running agent's lease: the operator stops it first.
+            held @ DbError::LeaseHeld(_) => Self::new(Self::LEASE_HELD, held.to_string()),
+            DbError::LeaseRequired => Self::new(
+                Self::LEASE_HELD,
+                "a live lease holds this session (an agent runs it): its api_hash and blob \
+                 are replaced only under that lease's fence; deactivate it (its loader lets \
+                 go) or wait for the lease to end, then store it again",
+            ),
             DbError::Inactive => Self::new(
                 Self::INACTIVE,
                 "the session is deactivated: it serves no credentials and takes no writes \

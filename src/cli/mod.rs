@@ -4,6 +4,7 @@
 mod boot;
 mod dotenv;
 mod error;
+mod grant;
 mod import_env;
 mod keys;
 mod migrate;
@@ -29,7 +30,7 @@ use crate::config::{self, ProcessEnv};
     about = "Encrypted store of Telegram session credentials for a multi-tenant agent",
     long_about = "Encrypted store of Telegram session credentials for a multi-tenant agent.\n\n\
         Configuration comes from the environment (and .env when present): DATABASE_URL, \
-        MASTER_KEY / MASTER_KEY_FILE / MASTER_PASSPHRASE, LISTEN_ADDR, LOG_FORMAT, RUST_LOG."
+        DATABASE_DIRECT_URL, DATABASE_PREPARED_STATEMENTS, MASTER_KEY / MASTER_KEY_FILE / MASTER_PASSPHRASE, LISTEN_ADDR, LOG_FORMAT, RUST_LOG."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -67,6 +68,9 @@ enum Command {
     Rotate(rotate::RotateArgs),
     /// Re-wrap every data key under a new master key, in one transaction.
     RotateMaster(rotate::RotateMasterArgs),
+    /// Give an existing role what serve, boot and rotate need (run as the
+    /// schema's owner, after `migrate`): no DDL, audit trail append-only.
+    Grant(grant::GrantArgs),
 }
 
 /// Runs the command line and turns the outcome into the process exit code.
@@ -120,6 +124,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                     Command::ImportEnv(a) => import_env::run(a, &ProcessEnv).await,
                     Command::Rotate(a) => rotate::rotate(&a, &ProcessEnv).await,
                     Command::RotateMaster(a) => rotate::rotate_master_cmd(&a, &ProcessEnv).await,
+                    Command::Grant(a) => grant::run(&a, &ProcessEnv).await,
                     Command::Keygen(_) | Command::Boot(_) => unreachable!("handled above"),
                 }
             })

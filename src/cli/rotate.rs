@@ -99,7 +99,9 @@ fn rotation_error(e: RotationError) -> CliError {
 }
 
 pub async fn rotate(args: &RotateArgs, env: &dyn Env) -> Result<(), CliError> {
-    let target = super::store::target(env)?;
+    // The rotation holds a session advisory lock on this connection for its
+    // whole run: it must be a real session, never a transaction pooler's.
+    let target = super::store::direct_session(env).await?;
     let mut conn = target.connect().await?;
     let master = master_keys(env, &mut conn).await?;
     let vault = Vault::open(&mut conn, master).await?;

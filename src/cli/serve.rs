@@ -14,9 +14,9 @@ use clap::Args;
 use crate::api::limits::CappedAcceptor;
 use crate::api::{self, ApiSettings, AppState};
 use crate::config::{self, Env};
-use crate::db::activity::AuditQueue;
+use crate::db::activity::{self, AuditQueue};
 use crate::db::tokens::{self, TokenCache};
-use crate::db::{PoolSettings, build_pool, keys, migrate};
+use crate::db::{PoolSettings, build_pool, check_timeouts, keys, migrate};
 
 use super::CliError;
 
@@ -100,8 +100,11 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         1,
         3600,
     )?);
+    // LISTEN, the migration lock: refused here, before anything relies on
+    // them, if DATABASE_DIRECT_URL is not one server session.
+    let direct = super::store::direct_session(env).await?;
     if !args.no_migrate {
-        for version in migrate::run_pending(&target).await? {
+        for version in migrate::run_pending(&direct).await? {
             tracing::info!(%version, "applied migration");
         }
     }
@@ -124,7 +127,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         3600,
     )?);
     vault.set_refresh_period(refresh);
-    let watcher = keys::spawn_key_watcher(target.clone(), vault.clone(), refresh);
+    let watcher = keys::spawn_key_watcher(direct.clone(), vault.clone(), refresh);
     // A transit master key: the token kept fresh, the engine's state known.
     let transit_upkeep = vault
         .master()
@@ -132,11 +135,35 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         .transit()
         .map(|t| crate::transit::spawn_upkeep(t.clone(), transit_probe));
     let pool = build_pool(&target, &pool_settings);
+    if config::database_direct_url(env).is_some() && config::prepared_statements(env)? {
+        tokio::spawn(warn_if_pooled_with_prepared_statements(target.clone()));
+    }
+    match check_timeouts(&pool, &pool_settings).await {
+        Ok(None) => {}
+        Ok(Some(warning)) => tracing::warn!("{warning}"),
+        Err(e) => tracing::warn!(error = %e, "cannot read the pooled sessions' timeouts"),
+    }
     let pool_refresh = keys::spawn_pool_refresh(pool.clone(), vault.clone(), refresh);
     // Verified tokens are cached while this listener hears every revocation.
     let token_cache = Arc::new(TokenCache::default());
-    let token_watcher = tokens::spawn_token_watcher(target.clone(), token_cache.clone());
-    let (audit, audit_writer) = AuditQueue::spawn(pool.clone());
+    let token_watcher = tokens::spawn_token_watcher(direct.clone(), token_cache.clone());
+    // The audit writer's own connections: its commits never queue for a
+    // connection behind the readers that wait for them.
+    let audit_in_flight = config::number(
+        env,
+        "AUDIT_MAX_IN_FLIGHT",
+        activity::MAX_IN_FLIGHT as u64,
+        1,
+        64,
+    )? as usize;
+    let audit_pool = build_pool(
+        &target,
+        &PoolSettings {
+            max_size: audit_in_flight,
+            ..pool_settings.clone()
+        },
+    );
+    let (audit, audit_writer) = AuditQueue::spawn(audit_pool, audit_in_flight);
     let metrics_token = env.get("METRICS_TOKEN").map(secrecy::SecretString::from);
     let metrics_refresh =
         Duration::from_secs(config::number(env, "METRICS_REFRESH_SECS", 15, 1, 3600)?);
@@ -241,6 +268,27 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
     pool.close();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `DATABASE_URL` apart from `DATABASE_DIRECT_URL` is most likely a pooler.
+/// In the background (a transaction pooler takes the probe's 3 s): when it
+/// is not one server session and prepared statements are on, say what will
+/// fail and why, unless the pooler tracks them (PgBouncer >= 1.21).
+async fn warn_if_pooled_with_prepared_statements(target: crate::db::DatabaseTarget) {
+    use crate::db::listen::{Lost, require_session};
+    let pooled = match require_session(&target).await {
+        Ok(()) => false,
+        Err(Lost::Deaf) => true,
+        Err(Lost::Db(e)) => e.to_string().contains("prepared statement"),
+    };
+    if pooled {
+        tracing::warn!(
+            "DATABASE_URL goes through a transaction-mode pooler and DATABASE_PREPARED_STATEMENTS \
+             is on: unless the pooler tracks prepared statements (PgBouncer >= 1.21 with \
+             max_prepared_statements > 0), requests fail with 'prepared statement ... does not \
+             exist'; set DATABASE_PREPARED_STATEMENTS=off (docs/DEPLOYMENT.md)"
+        );
+    }
 }
 
 async fn shutdown_on_signal(handle: Handle<SocketAddr>) {

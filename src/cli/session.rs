@@ -310,11 +310,11 @@ async fn deactivate(env: &dyn Env, session_id: &SessionId, purge: bool) -> Resul
     let ctx = AuditContext::cli();
     let lookup = not_found(SessionId::FIELD, session_id);
     if purge {
-        sessions::purge(&mut conn, &ctx, session_id.as_str())
+        sessions::purge(&mut conn, &ctx, session_id.as_str(), None)
             .await
             .map_err(lookup)?;
         println!("purged session {session_id} (the audit log keeps its history)");
-    } else if sessions::deactivate(&mut conn, &ctx, session_id.as_str())
+    } else if sessions::deactivate(&mut conn, &ctx, session_id.as_str(), None)
         .await
         .map_err(lookup)?
     {

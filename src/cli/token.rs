@@ -37,10 +37,9 @@ pub async fn run(command: TokenCommand, env: &dyn Env) -> Result<(), CliError> {
         TokenCommand::Create { name, scopes } => {
             let token = tokens::create(&mut conn, &AuditContext::cli(), &name, &scopes).await?;
             println!("{}", token.expose_secret());
-            let scopes: Vec<_> = scopes.iter().map(|s| s.as_str()).collect();
             eprintln!(
                 "created token {name:?} with scopes {}; it is shown this once",
-                scopes.join(",")
+                joined(&scopes)
             );
         }
         TokenCommand::List { json } => {
@@ -68,7 +67,7 @@ pub async fn run(command: TokenCommand, env: &dyn Env) -> Result<(), CliError> {
                     println!(
                         "{:<24}  {:<40}  {:<20}  {state}",
                         t.name,
-                        t.scopes.join(","),
+                        joined(&t.scopes),
                         last
                     );
                 }
@@ -83,4 +82,12 @@ pub async fn run(command: TokenCommand, env: &dyn Env) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+fn joined(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }

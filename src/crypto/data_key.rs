@@ -10,11 +10,18 @@ use super::error::{DecryptError, KeyError};
 use super::master_key::MasterKey;
 
 /// The id of a data key: the database row id, and 4 bytes big-endian in every
-/// ciphertext header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// ciphertext header. Shown, debugged and serialized as the bare number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct DataKeyId(pub u32);
 
 impl fmt::Display for DataKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Debug for DataKeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }

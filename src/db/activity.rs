@@ -8,11 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 
 mod queue;
-pub use queue::{AuditQueue, MAX_BATCH, QUEUE_CAPACITY};
+pub use queue::{AuditQueue, MAX_BATCH, MAX_IN_FLIGHT, QUEUE_CAPACITY};
 pub(crate) use queue::{Row, insert_rows};
 
 use super::error::DbError;
 use super::schema::session_activity;
+use super::text_enum::text_enum;
 
 /// Who is acting, for the audit log: a token name or `cli`, and the request id.
 #[derive(Debug, Clone)]
@@ -30,63 +31,37 @@ impl AuditContext {
     }
 }
 
-/// The kinds of audited event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActivityType {
-    SessionCreated,
-    SessionUpdated,
-    CredentialsRead,
-    SessionDeactivated,
-    SessionPurged,
-    SessionDataRead,
-    SessionDataWritten,
-    SessionDataDeleted,
-    SessionReactivated,
-    /// The boot loader handed a session's credentials to an agent.
-    BootLoad,
-    /// A lease was taken while free, or released by its holder, or broken by
-    /// an admin, or taken over after it expired. Renewals are not audited.
-    LeaseTaken,
-    LeaseReleased,
-    LeaseBroken,
-    LeaseTakenOver,
-    /// Key events: no session, so `session_id`/`user_id` are NULL and
-    /// `details` holds key ids and counts only.
-    KeyRotationStarted,
-    KeyRotationFinished,
-    KeyRetired,
-    KeyDestroyed,
-    MasterKeyRotated,
-    /// Token events: no session; `details` names the token (never its secret).
-    TokenCreated,
-    TokenRevoked,
-}
-
-impl ActivityType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActivityType::SessionCreated => "session_created",
-            ActivityType::SessionUpdated => "session_updated",
-            ActivityType::CredentialsRead => "credentials_read",
-            ActivityType::SessionDeactivated => "session_deactivated",
-            ActivityType::SessionPurged => "session_purged",
-            ActivityType::SessionDataRead => "session_data_read",
-            ActivityType::SessionDataWritten => "session_data_written",
-            ActivityType::SessionDataDeleted => "session_data_deleted",
-            ActivityType::SessionReactivated => "session_reactivated",
-            ActivityType::BootLoad => "boot_load",
-            ActivityType::LeaseTaken => "lease_taken",
-            ActivityType::LeaseReleased => "lease_released",
-            ActivityType::LeaseBroken => "lease_broken",
-            ActivityType::LeaseTakenOver => "lease_taken_over",
-            ActivityType::KeyRotationStarted => "key_rotation_started",
-            ActivityType::KeyRotationFinished => "key_rotation_finished",
-            ActivityType::KeyRetired => "key_retired",
-            ActivityType::KeyDestroyed => "key_destroyed",
-            ActivityType::MasterKeyRotated => "master_key_rotated",
-            ActivityType::TokenCreated => "token_created",
-            ActivityType::TokenRevoked => "token_revoked",
-        }
+text_enum! {
+    /// The kinds of audited event, as `session_activity.activity_type` holds them.
+    pub enum ActivityType in "session_activity.activity_type" as "activity type" {
+        SessionCreated = "session_created",
+        SessionUpdated = "session_updated",
+        CredentialsRead = "credentials_read",
+        SessionDeactivated = "session_deactivated",
+        SessionPurged = "session_purged",
+        SessionDataRead = "session_data_read",
+        SessionDataWritten = "session_data_written",
+        SessionDataDeleted = "session_data_deleted",
+        SessionReactivated = "session_reactivated",
+        /// The boot loader handed a session's credentials to an agent.
+        BootLoad = "boot_load",
+        /// A lease was taken while free, or released by its holder, or broken by
+        /// an admin, or taken over after it expired. Renewals are not audited.
+        /// (`db::leases` writes these four in its SQL, by the same words.)
+        LeaseTaken = "lease_taken",
+        LeaseReleased = "lease_released",
+        LeaseBroken = "lease_broken",
+        LeaseTakenOver = "lease_taken_over",
+        /// Key events: no session, so `session_id`/`user_id` are NULL and
+        /// `details` holds key ids and counts only.
+        KeyRotationStarted = "key_rotation_started",
+        KeyRotationFinished = "key_rotation_finished",
+        KeyRetired = "key_retired",
+        KeyDestroyed = "key_destroyed",
+        MasterKeyRotated = "master_key_rotated",
+        /// Token events: no session; `details` names the token (never its secret).
+        TokenCreated = "token_created",
+        TokenRevoked = "token_revoked",
     }
 }
 
@@ -119,7 +94,7 @@ pub async fn record_pipelined(
         .values((
             session_activity::session_id.eq(event.session_id),
             session_activity::user_id.eq(event.user_id),
-            session_activity::activity_type.eq(event.kind.as_str()),
+            session_activity::activity_type.eq(event.kind),
             session_activity::actor.eq(&ctx.actor),
             session_activity::request_id.eq(ctx.request_id.as_deref()),
             session_activity::details.eq(&event.details),
@@ -155,7 +130,8 @@ pub struct Activity {
     pub id: i64,
     pub session_id: Option<String>,
     pub user_id: Option<String>,
-    pub activity_type: String,
+    #[schema(value_type = String)]
+    pub activity_type: ActivityType,
     pub actor: String,
     pub request_id: Option<String>,
     #[schema(value_type = Object)]

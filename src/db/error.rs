@@ -38,8 +38,16 @@ pub enum DbError {
     /// A write carrying a fence that is not the live lease's.
     #[error("the fence is not the live lease's")]
     StaleFence,
+    /// A purge of a session a live lease holds: its holder may still be
+    /// running it. Deactivate it (the holder's loader lets go) or wait.
+    #[error(
+        "the session is leased by {} until {}: deactivate it (its holder lets go) \
+         or wait for the lease to end, then purge",
+        .0.holder, .0.expires_at.to_rfc3339()
+    )]
+    LeaseHeld(Box<super::leases::Lease>),
     #[error("{0}")]
-    Invalid(#[from] super::validate::Invalid),
+    Invalid(#[from] crate::domain::validate::Invalid),
     #[error("{0}")]
     Key(#[from] KeyError),
     /// The database refused a write sealed under a data key that is no
@@ -94,6 +102,13 @@ impl From<DieselError> for DbError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             ) => DbError::Unavailable(e.to_string()),
+            // SQLSTATE 25006: the server became read-only under us (a standby,
+            // a demoted or fenced primary). The pool replaces every connection
+            // opened before this (db::pool); the caller retries.
+            DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => {
+                super::pool::note_read_only();
+                DbError::Unavailable(format!("the database server is read-only: {e}"))
+            }
             // Timeouts, cancellations, and the server ending this connection
             // (SQLSTATE 57P01-57P03: an administrator, a crash of another
             // backend, a shutdown). Pooled connections are not pinged on
@@ -127,6 +142,13 @@ fn is_transient(message: &str) -> bool {
         "the database system is starting up",
         "the database system is in recovery mode",
         "terminating connection due to idle-in-transaction timeout",
+        // PgBouncer's own errors: no server connection to give (the
+        // database is down, refusing logins, or the pooler is stopping).
+        "query_wait_timeout",
+        "server login has been failing",
+        "pgbouncer cannot connect to server",
+        "server conn crashed?",
+        "server shutting down",
     ];
     TRANSIENT.iter().any(|t| message.starts_with(t))
 }
@@ -198,6 +220,22 @@ mod tests {
             (
                 DatabaseErrorKind::Unknown,
                 "the database system is shutting down",
+            ),
+            (
+                DatabaseErrorKind::ReadOnlyTransaction,
+                "cannot execute INSERT in a read-only transaction",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to immediate shutdown command",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection because of crash of another server process",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "the database system is not yet accepting connections",
             ),
         ] {
             assert!(

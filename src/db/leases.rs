@@ -2,10 +2,12 @@
 //!
 //! Every change is one statement, so a lease can never be half-taken: the
 //! take (insert-or-update with the holder and expiry checks in its `WHERE`)
-//! and its audit row are data-modifying CTEs of the same statement. Fences
-//! come from the sequence `session_lease_fence`, which nothing resets: they
-//! grow strictly with every change of hands, across purges, re-creates,
-//! rotations and restarts.
+//! and its audit row are data-modifying CTEs of the same statement. A fence
+//! is the larger of the sequence `session_lease_fence` and the database
+//! clock in microseconds (`TAKE_SQL`): fences grow strictly with every change
+//! of hands, across purges, re-creates, rotations and restarts, and, as long
+//! as the database clock does not go back, across a restore from backup
+//! (which winds the sequence back).
 //!
 //! Renewals are not audited (a loader renews every few seconds); they are
 //! counted in `vibee_lease_renewals_total`.
@@ -16,14 +18,14 @@ use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestampt
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
-use super::activity::AuditContext;
+use super::activity::{ActivityType, AuditContext};
 use super::error::DbError;
-use super::validate::{self, Invalid};
+use crate::domain::validate::{self, Invalid};
 
 mod holders;
 mod view;
 pub use holders::{heartbeat, leave};
-pub use view::{LeaseCounts, Slot, counts, live_for, slots};
+pub use view::{LeaseCounts, Slot, counts, live_for, live_locked, slots};
 
 pub const MIN_TTL_SECONDS: i32 = 5;
 pub const MAX_TTL_SECONDS: i32 = 3600;
@@ -108,18 +110,25 @@ struct TakeRow {
 }
 
 /// The `SET` of a take: a live lease of the same holder keeps its fence
-/// (a renewal); anything else gets the fresh fence of `EXCLUDED`. Every
+/// (a renewal); anything else gets the fresh fence of `EXCLUDED`, and never
+/// less than one more than the row's. A fresh fence is at least the database
+/// clock in microseconds: a restore from backup winds the sequence back,
+/// not the clock, so fences handed out since the backup (which holders from
+/// before the restore may still send) are not handed out again. Every
 /// expression reads the row as it was before the update.
 const TAKE_SQL: &str = "\
 WITH s AS (
     SELECT session_id, user_id, is_active FROM user_sessions WHERE session_id = $1
 ), up AS (
     INSERT INTO session_leases AS l (session_id, holder, fence, acquired_at, expires_at)
-    SELECT session_id, $2, nextval('session_lease_fence'), now(), now() + $3 * interval '1 second'
+    SELECT session_id, $2,
+           greatest(nextval('session_lease_fence'),
+                    (extract(epoch FROM clock_timestamp()) * 1000000)::bigint),
+           now(), now() + $3 * interval '1 second'
     FROM s WHERE is_active
     ON CONFLICT (session_id) DO UPDATE SET
         fence = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
-                     THEN l.fence ELSE EXCLUDED.fence END,
+                     THEN l.fence ELSE greatest(EXCLUDED.fence, l.fence + 1) END,
         acquired_at = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
                            THEN l.acquired_at ELSE now() END,
         prior_holder = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
@@ -132,7 +141,7 @@ WITH s AS (
 ), audit AS (
     INSERT INTO session_activity (session_id, user_id, activity_type, actor, request_id, details)
     SELECT up.session_id, s.user_id,
-           CASE WHEN up.prior_holder IS NULL THEN 'lease_taken' ELSE 'lease_taken_over' END,
+           CASE WHEN up.prior_holder IS NULL THEN $6 ELSE $7 END,
            $4, $5,
            jsonb_strip_nulls(jsonb_build_object('holder', up.holder, 'fence', up.fence,
                'ttl_seconds', $3, 'prior_holder', up.prior_holder))
@@ -177,8 +186,11 @@ async fn take_once(
         .bind::<Integer, _>(ttl_seconds)
         .bind::<Text, _>(&ctx.actor)
         .bind::<Nullable<Text>, _>(ctx.request_id.as_deref())
+        .bind::<Text, _>(ActivityType::LeaseTaken)
+        .bind::<Text, _>(ActivityType::LeaseTakenOver)
         .get_result(conn)
-        .await?;
+        .await
+        .map_err(purged_meanwhile)?;
     if !row.is_active {
         return Ok(Some(Take::Inactive));
     }
@@ -212,6 +224,17 @@ async fn take_once(
         },
         change,
     }))
+}
+
+/// A take that waited on a purge of its session (the row locked by the
+/// DELETE) meets the foreign key once the purge commits: the session is not
+/// found, as if the purge had come first.
+fn purged_meanwhile(e: diesel::result::Error) -> DbError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => DbError::NotFound,
+        e => e.into(),
+    }
 }
 
 #[derive(QueryableByName)]
@@ -266,7 +289,7 @@ pub async fn release(
         "WITH d AS (DELETE FROM session_leases WHERE session_id = $1 AND holder = $2 AND fence = $3 \
                     RETURNING session_id, holder, fence), \
               a AS (INSERT INTO session_activity (session_id, user_id, activity_type, actor, request_id, details) \
-                    SELECT d.session_id, s.user_id, 'lease_released', $4, $5, \
+                    SELECT d.session_id, s.user_id, $6, $4, $5, \
                            jsonb_build_object('holder', d.holder, 'fence', d.fence) \
                     FROM d JOIN user_sessions s ON s.session_id = d.session_id) \
          SELECT count(*) AS n FROM d",
@@ -276,6 +299,7 @@ pub async fn release(
     .bind::<BigInt, _>(fence)
     .bind::<Text, _>(&ctx.actor)
     .bind::<Nullable<Text>, _>(ctx.request_id.as_deref())
+    .bind::<Text, _>(ActivityType::LeaseReleased)
     .get_result(conn)
     .await?;
     if deleted.n > 0 {
@@ -297,7 +321,7 @@ pub async fn break_lease(
         "WITH d AS (DELETE FROM session_leases WHERE session_id = $1 \
                     RETURNING session_id, holder, fence, expires_at), \
               a AS (INSERT INTO session_activity (session_id, user_id, activity_type, actor, request_id, details) \
-                    SELECT d.session_id, s.user_id, 'lease_broken', $2, $3, \
+                    SELECT d.session_id, s.user_id, $4, $2, $3, \
                            jsonb_build_object('holder', d.holder, 'fence', d.fence, \
                                               'was_live', d.expires_at > now()) \
                     FROM d JOIN user_sessions s ON s.session_id = d.session_id) \
@@ -306,6 +330,7 @@ pub async fn break_lease(
     .bind::<Text, _>(session_id)
     .bind::<Text, _>(&ctx.actor)
     .bind::<Nullable<Text>, _>(ctx.request_id.as_deref())
+    .bind::<Text, _>(ActivityType::LeaseBroken)
     .get_result(conn)
     .await
     .optional()?;
@@ -363,10 +388,13 @@ struct LiveFence {
     fence: i64,
 }
 
-/// Fencing of a write that replaces what a lease holder uses (the blob):
-/// while a lease is live, the write must carry its fence. Called inside the
-/// write's transaction: the lease row is share-locked until the commit, so
-/// no take or renewal can slip between this check and the write.
+/// Fencing of a write that replaces what a lease holder uses (the blob, the
+/// api_hash): while a lease is live, the write must carry its fence; a fence
+/// that is not the live one is stale, also when no lease is live (the
+/// writer's lease expired or was released, and another holder may have
+/// written since). Called inside the write's transaction: the lease row is
+/// share-locked until the commit, so no take or renewal can slip between
+/// this check and the write.
 pub async fn check_fence(
     conn: &mut AsyncPgConnection,
     session_id: &str,
@@ -380,7 +408,8 @@ pub async fn check_fence(
     .await
     .optional()?;
     match (live, fence) {
-        (None, _) => Ok(()),
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(DbError::StaleFence),
         (Some(_), None) => Err(DbError::LeaseRequired),
         (Some(l), Some(f)) if l.fence == f => Ok(()),
         (Some(_), Some(_)) => Err(DbError::StaleFence),

@@ -30,6 +30,8 @@ use super::sessions::{
 use super::stats::{self, Stats};
 use super::{Pool, PooledConnection};
 
+mod leases;
+
 /// The pool, the unlocked data keys and the audit queue of a server.
 pub struct Store {
     pool: Pool,
@@ -159,18 +161,22 @@ impl Store {
         ctx: &AuditContext,
         input: &SessionInput,
     ) -> Result<Upserted, DbError> {
-        self.upsert_if(ctx, input, sessions::Condition::Any).await
+        self.upsert_if(ctx, input, sessions::Condition::Any, None)
+            .await
     }
 
-    /// `upsert`, only when `condition` holds (`If-Match`, `If-None-Match: *`).
+    /// `upsert`, only when `condition` holds (`If-Match`, `If-None-Match: *`)
+    /// and, when it replaces the api_hash or the blob of a leased session,
+    /// `fence` is the live lease's (`Lease-Fence`).
     pub async fn upsert_if(
         &self,
         ctx: &AuditContext,
         input: &SessionInput,
         condition: sessions::Condition<'_>,
+        fence: Option<i64>,
     ) -> Result<Upserted, DbError> {
         let mut conn = self.flushed_conn().await?;
-        sessions::upsert_if(&mut conn, &self.vault, ctx, input, condition).await
+        sessions::upsert_if(&mut conn, &self.vault, ctx, input, condition, fence).await
     }
 
     /// Changes non-secret fields of an active session.
@@ -202,15 +208,22 @@ impl Store {
         &self,
         ctx: &AuditContext,
         session_id: &SessionId,
+        expected: Expected<'_>,
     ) -> Result<bool, DbError> {
         let mut conn = self.flushed_conn().await?;
-        sessions::deactivate(&mut conn, ctx, session_id.as_str()).await
+        sessions::deactivate(&mut conn, ctx, session_id.as_str(), expected).await
     }
 
-    /// Deletes a session row; its audit trail stays.
-    pub async fn purge(&self, ctx: &AuditContext, session_id: &SessionId) -> Result<(), DbError> {
+    /// Deletes a session row; its audit trail stays. Refused while a lease
+    /// is live.
+    pub async fn purge(
+        &self,
+        ctx: &AuditContext,
+        session_id: &SessionId,
+        expected: Expected<'_>,
+    ) -> Result<(), DbError> {
         let mut conn = self.flushed_conn().await?;
-        sessions::purge(&mut conn, ctx, session_id.as_str()).await
+        sessions::purge(&mut conn, ctx, session_id.as_str(), expected).await
     }
 
     /// Replaces the MTProto session blob of an active session.
@@ -227,15 +240,18 @@ impl Store {
         sessions::put_session_data(&mut conn, &self.vault, ctx, id, data, expected, fence).await
     }
 
-    /// Clears the MTProto session blob of an active session (audited).
+    /// Clears the MTProto session blob of an active session (audited;
+    /// fenced while a lease is live).
     pub async fn delete_session_data(
         &self,
         ctx: &AuditContext,
         session_id: &SessionId,
         expected: Expected<'_>,
+        fence: Option<i64>,
     ) -> Result<SessionMeta, DbError> {
         let mut conn = self.flushed_conn().await?;
-        sessions::delete_session_data(&mut conn, ctx, session_id.as_str(), expected).await
+        let id = session_id.as_str();
+        sessions::delete_session_data(&mut conn, ctx, id, expected, fence).await
     }
 
     /// A page of sessions, metadata only. Not flushed: a listing of

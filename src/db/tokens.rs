@@ -2,9 +2,6 @@
 //! bits, so a fast hash is enough (no dictionary to slow down), and a lookup by
 //! hash reveals nothing about the secret through timing.
 
-use std::fmt;
-use std::str::FromStr;
-
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -12,72 +9,32 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 mod cache;
+mod hash;
 pub use cache::{TOKEN_CACHE_TTL, TOKENS_CHANNEL, TokenCache, spawn_token_watcher};
+pub use hash::TokenHash;
 
 use super::activity::{self, ActivityType, AuditContext, Event};
 use super::error::DbError;
 use super::schema::api_tokens;
-use super::validate::{self, Invalid};
+use super::text_enum::text_enum;
+use crate::domain::validate::{self, Invalid};
 
 const TOKEN_PREFIX: &str = "vbs_";
 
-/// What a token may do. `admin` may do everything.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Scope {
-    #[serde(rename = "sessions:read")]
-    SessionsRead,
-    #[serde(rename = "sessions:write")]
-    SessionsWrite,
-    #[serde(rename = "sessions:list")]
-    SessionsList,
-    /// An agent host's least privilege: read the credentials of active
-    /// sessions (each read a `boot_load` that stamps `last_seen_at`) and
-    /// list them; no write, no audit trail, no stats.
-    #[serde(rename = "sessions:boot")]
-    SessionsBoot,
-    #[serde(rename = "admin")]
-    Admin,
-}
-
-impl Scope {
-    pub const ALL: [Scope; 5] = [
-        Scope::SessionsRead,
-        Scope::SessionsWrite,
-        Scope::SessionsList,
-        Scope::SessionsBoot,
-        Scope::Admin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::SessionsRead => "sessions:read",
-            Scope::SessionsWrite => "sessions:write",
-            Scope::SessionsList => "sessions:list",
-            Scope::SessionsBoot => "sessions:boot",
-            Scope::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown scope {s:?}; scopes are sessions:read, sessions:write, sessions:list, sessions:boot, admin")
-            })
+text_enum! {
+    /// What a token may do, as each element of `api_tokens.scopes` holds it.
+    /// `admin` may do everything.
+    pub enum Scope in "api_tokens.scopes" as "scope" {
+        SessionsRead = "sessions:read",
+        SessionsWrite = "sessions:write",
+        SessionsList = "sessions:list",
+        /// An agent host's least privilege: read the credentials of active
+        /// sessions (each read a `boot_load` that stamps `last_seen_at`) and
+        /// list them; no write, no audit trail, no stats.
+        SessionsBoot = "sessions:boot",
+        Admin = "admin",
     }
 }
 
@@ -99,25 +56,32 @@ impl TokenIdentity {
 #[diesel(table_name = api_tokens)]
 pub struct TokenInfo {
     pub name: String,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-fn hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
 /// The digest a presented token is looked up (and cached) by; `None` for
 /// what cannot be a token of ours.
-pub fn digest(presented: &str) -> Option<[u8; 32]> {
-    (presented.starts_with(TOKEN_PREFIX) && presented.len() <= 128)
-        .then(|| Sha256::digest(presented.as_bytes()).into())
+pub fn digest(presented: &str) -> Option<TokenHash> {
+    well_formed(presented).then(|| TokenHash::of(presented))
 }
 
-/// Creates a token and returns its secret, which is shown once and never stored.
-/// Creates a token, audited (`token_created`: actor, name, scopes; never the
+/// Every token `create` makes is the prefix and 32 random bytes in
+/// unpadded base64url (43 characters): anything else is refused without a
+/// hash, a cache entry or a query.
+fn well_formed(presented: &str) -> bool {
+    presented.strip_prefix(TOKEN_PREFIX).is_some_and(|rest| {
+        rest.len() == 43
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
+}
+
+/// Creates a token and returns its secret, which is shown once and never
+/// stored; audited (`token_created`: actor, name, scopes; never the
 /// secret or its hash) in the same transaction.
 pub async fn create(
     conn: &mut AsyncPgConnection,
@@ -135,13 +99,12 @@ pub async fn create(
         "{TOKEN_PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     ));
-    let scope_names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
     conn.transaction::<_, DbError, _>(async |conn| {
         let inserted = diesel::insert_into(api_tokens::table)
             .values((
                 api_tokens::name.eq(name),
-                api_tokens::token_hash.eq(hash(token.expose_secret())),
-                api_tokens::scopes.eq(&scope_names),
+                api_tokens::token_hash.eq(TokenHash::of(token.expose_secret())),
+                api_tokens::scopes.eq(scopes),
             ))
             // Names are unique among live tokens (a partial index): a revoked
             // token's name can be given again.
@@ -157,7 +120,7 @@ pub async fn create(
             conn,
             ctx,
             ActivityType::TokenCreated,
-            json!({ "token": name, "scopes": scope_names }),
+            json!({ "token": name, "scopes": scopes }),
         )
         .await
     })
@@ -184,17 +147,14 @@ async fn record_token_event(
     .await
 }
 
-/// The token a presented secret belongs to, if it exists and is not revoked.
+/// The token a presented secret belongs to (by its `digest`), if it exists
+/// and is not revoked.
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
-    presented: &str,
+    presented: &TokenHash,
 ) -> Result<Option<TokenIdentity>, DbError> {
-    if !presented.starts_with(TOKEN_PREFIX) || presented.len() > 128 {
-        return Ok(None);
-    }
-    let presented_hash = hash(presented);
     let row = api_tokens::table
-        .filter(api_tokens::token_hash.eq(&presented_hash))
+        .filter(api_tokens::token_hash.eq(presented))
         .filter(api_tokens::revoked_at.is_null())
         .select((
             api_tokens::id,
@@ -202,16 +162,14 @@ pub async fn authenticate(
             api_tokens::scopes,
             api_tokens::token_hash,
         ))
-        .first::<(i64, String, Vec<String>, Vec<u8>)>(conn)
+        .first::<(i64, String, Vec<Scope>, TokenHash)>(conn)
         .await
         .optional()?;
     Ok(row.and_then(|(id, name, scopes, stored)| {
         // The index found it by hash; compare in constant time all the same.
-        bool::from(stored.ct_eq(&presented_hash)).then(|| TokenIdentity {
-            id,
-            name,
-            scopes: scopes.iter().filter_map(|s| s.parse().ok()).collect(),
-        })
+        stored
+            .ct_eq(presented)
+            .then_some(TokenIdentity { id, name, scopes })
     }))
 }
 

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::validate::{self, Invalid};
+use super::validate::{self, Invalid};
 
 macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
@@ -19,7 +19,7 @@ macro_rules! identifier {
             /// The field name errors and logs use.
             pub const FIELD: &'static str = $field;
 
-            /// Checks the rules of `db::validate::identifier`; the error names
+            /// Checks the rules of `validate::identifier`; the error names
             /// the field and the rule, never the value.
             pub fn parse(value: impl Into<String>) -> Result<Self, Invalid> {
                 let value = value.into();

@@ -12,6 +12,7 @@
 mod duration;
 mod lock;
 pub mod master;
+mod pace;
 pub mod progress;
 mod sweep;
 
@@ -45,7 +46,8 @@ const RETIRE_PASSES: u32 = 5;
 #[derive(Debug, Clone)]
 pub struct RotateOptions {
     pub batch_size: u32,
-    /// Sleep between batches, to go easy on a busy database.
+    /// The least rest between batches. The sweep also rests by itself, as
+    /// long as others use the database (`pace`): this only adds to that.
     pub pause: Duration,
     /// Only finish an unfinished rotation; never start one.
     pub resume: bool,
@@ -72,14 +74,14 @@ impl Default for RotateOptions {
 pub enum Outcome {
     /// `--if-older-than`: the primary is younger than asked.
     NotDue {
-        primary: i32,
+        primary: DataKeyId,
         age: Duration,
         min_age: Duration,
     },
     /// `--resume` with nothing unfinished (or a rotation another process
     /// finished while we waited for it).
     NothingToDo {
-        primary: i32,
+        primary: DataKeyId,
     },
     Finished(Report),
 }
@@ -92,7 +94,7 @@ pub struct Report {
     /// Rows this process re-encrypted.
     pub rows: u64,
     pub elapsed: Duration,
-    pub retired: Vec<i32>,
+    pub retired: Vec<DataKeyId>,
 }
 
 impl Report {
@@ -118,7 +120,10 @@ pub enum RotationError {
          database). Make sure every replica runs with the current key ring (keys status shows \
          the primary is {primary}), then run `vibee-sessions rotate --resume`"
     )]
-    StillWritten { keys: Vec<i32>, primary: i32 },
+    StillWritten {
+        keys: Vec<DataKeyId>,
+        primary: DataKeyId,
+    },
 }
 
 /// Runs (or resumes) a data key rotation on `conn`, which it keeps for the
@@ -154,7 +159,7 @@ async fn rotate_locked(
         .collect();
     let new_key = if !unfinished.is_empty() {
         let rows: i64 = unfinished.iter().map(|k| k.rows).sum();
-        let ids: Vec<i32> = unfinished.iter().map(|k| k.id).collect();
+        let ids: Vec<DataKeyId> = unfinished.iter().map(|k| k.id).collect();
         if !opts.resume {
             progress.say(&format!(
                 "found an unfinished rotation (old key(s) {ids:?} still hold {rows} row(s)); \
@@ -215,7 +220,7 @@ async fn rotate_locked(
         if pass == RETIRE_PASSES {
             return Err(RotationError::StillWritten {
                 keys: left,
-                primary: primary.0 as i32,
+                primary,
             });
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -290,15 +295,15 @@ async fn wait_for_grace(
 async fn retire_empty(
     conn: &mut AsyncPgConnection,
     ctx: &AuditContext,
-    retired: &mut Vec<i32>,
-) -> Result<Vec<i32>, RotationError> {
+    retired: &mut Vec<DataKeyId>,
+) -> Result<Vec<DataKeyId>, RotationError> {
     let mut left = Vec::new();
     for key in keys::key_status(conn).await? {
         if key.state != KeyState::Active {
             continue;
         }
-        if keys::retire_if_empty(conn, ctx, DataKeyId(key.id as u32)).await? {
-            tracing::info!(data_key_id = key.id, "data key retired");
+        if keys::retire_if_empty(conn, ctx, key.id).await? {
+            tracing::info!(data_key_id = key.id.0, "data key retired");
             retired.push(key.id);
         } else {
             left.push(key.id);

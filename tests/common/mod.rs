@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+use std::process::Command;
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
@@ -253,4 +254,83 @@ pub async fn open_vault(db: &TestDb, key: &TestKey) -> Vault {
     Vault::open(&mut conn, key.keys()).await.unwrap()
 }
 
+/// A store as most tests need one: its own database, a fresh master key,
+/// the vault opened under it (so the first data key exists) and one
+/// connection. Keep `db` bound to the end of the test: dropping it drops
+/// the database.
+pub struct TestStore {
+    pub db: TestDb,
+    pub key: TestKey,
+    pub vault: Vault,
+    pub conn: AsyncPgConnection,
+}
+
+impl TestStore {
+    pub async fn new() -> Self {
+        let db = TestDb::new().await;
+        let key = TestKey::generate();
+        let vault = open_vault(&db, &key).await;
+        let conn = db.conn().await;
+        Self {
+            db,
+            key,
+            vault,
+            conn,
+        }
+    }
+}
+
+pub mod leases;
+pub mod pgbouncer;
 pub mod server;
+
+/// The router `serve` builds, on `db` unlocked by `key`, with its audit
+/// writer running on the test's runtime; no key or token watcher (tests
+/// that need those, or a process, a socket, signals or logs, use
+/// `server::Server`).
+pub async fn in_process(db: &TestDb, key: &TestKey) -> server::Http {
+    use std::sync::Arc;
+    use vibee_sessions::api::{self, ApiSettings, AppState};
+    use vibee_sessions::db::activity::AuditQueue;
+    use vibee_sessions::db::tokens::TokenCache;
+    let vault = Arc::new(open_vault(db, key).await);
+    let pool = db.pool();
+    let (audit, _writer) =
+        AuditQueue::spawn(pool.clone(), vibee_sessions::db::activity::MAX_IN_FLIGHT);
+    let settings = ApiSettings::default();
+    let app = AppState::new(
+        pool,
+        vault,
+        audit,
+        Arc::new(TokenCache::default()),
+        None,
+        settings.token_concurrency,
+        settings.token_queue_wait,
+    );
+    server::Http::in_process(api::router(app, &settings))
+}
+
+/// The `vibee-sessions` binary as the tests run it: an empty environment but
+/// `PATH` (nothing of the developer's `DATABASE_URL`, `MASTER_KEY`,
+/// `RUST_LOG`, …), in a fresh empty directory, so no `.env` is found either.
+pub fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .current_dir(tempfile::tempdir().unwrap().keep());
+    cmd
+}
+
+/// `bin()` with `DATABASE_URL` naming `db`.
+pub fn bin_at(db: &TestDb) -> Command {
+    let mut cmd = bin();
+    cmd.env("DATABASE_URL", &db.url);
+    cmd
+}
+
+/// `bin_at(db)` unlocked by `key` (`MASTER_KEY`).
+pub fn bin_for(db: &TestDb, key: &TestKey) -> Command {
+    let mut cmd = bin_at(db);
+    cmd.env("MASTER_KEY", key.base64());
+    cmd
+}

@@ -1,5 +1,7 @@
 //! A real `vibee-sessions serve` process on a free port, its logs captured,
-//! and a small blocking HTTP client for it.
+//! and a small blocking HTTP client for it, or for the same router called in
+//! this process (`Http::in_process`, through `Router::oneshot`: no process,
+//! no socket, for the tests of statuses, scopes and JSON that need neither).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -32,6 +34,16 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // scripts/test.sh runs the API suite once more with every server's
+        // requests going through a PgBouncer in transaction mode.
+        if let Some(port) = std::env::var("TEST_PGBOUNCER_PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+        {
+            cmd.env("DATABASE_URL", super::pgbouncer::through(&db.url, port))
+                .env("DATABASE_DIRECT_URL", &db.url)
+                .env("DATABASE_PREPARED_STATEMENTS", "off");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -139,8 +151,16 @@ impl Response {
 }
 
 #[derive(Clone)]
+enum Transport {
+    /// A connection to a real `serve` process.
+    Socket(ureq::Agent),
+    /// The application's router, called in this process.
+    InProcess(axum::Router),
+}
+
+#[derive(Clone)]
 pub struct Http {
-    agent: ureq::Agent,
+    transport: Transport,
     pub base: String,
     pub token: Option<String>,
 }
@@ -157,8 +177,18 @@ impl Http {
             .build()
             .new_agent();
         Self {
-            agent,
+            transport: Transport::Socket(agent),
             base: base.to_owned(),
+            token: None,
+        }
+    }
+
+    /// A client of `router` in this process. Each request runs to its end
+    /// on the test's runtime (a `multi_thread` one: the call blocks in place).
+    pub fn in_process(router: axum::Router) -> Self {
+        Self {
+            transport: Transport::InProcess(router),
+            base: String::new(),
             token: None,
         }
     }
@@ -187,21 +217,27 @@ impl Http {
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let result = match body {
-            Some((content_type, bytes)) => {
-                let req = builder
-                    .header("content-type", content_type)
-                    .body(bytes.to_vec())
-                    .unwrap();
-                self.agent.run(req)
+        if let Some((content_type, _)) = body {
+            builder = builder.header("content-type", content_type);
+        }
+        let response = match &self.transport {
+            Transport::Socket(agent) => {
+                let result = match body {
+                    Some((_, bytes)) => agent.run(builder.body(bytes.to_vec()).unwrap()),
+                    None => agent.run(builder.body(()).unwrap()),
+                };
+                let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+                Response {
+                    status: resp.status().as_u16(),
+                    headers: resp.headers().clone(),
+                    body: resp.body_mut().read_to_vec().unwrap_or_default(),
+                }
             }
-            None => self.agent.run(builder.body(()).unwrap()),
-        };
-        let mut resp = result.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let response = Response {
-            status: resp.status().as_u16(),
-            headers: resp.headers().clone(),
-            body: resp.body_mut().read_to_vec().unwrap_or_default(),
+            Transport::InProcess(router) => {
+                let bytes = body.map(|(_, b)| b.to_vec()).unwrap_or_default();
+                let req = builder.body(axum::body::Body::from(bytes)).unwrap();
+                oneshot(router.clone(), req)
+            }
         };
         record_exchange(method, path, &response);
         response
@@ -232,6 +268,24 @@ impl Http {
             &[],
         )
     }
+}
+
+fn oneshot(router: axum::Router, req: ureq::http::Request<axum::body::Body>) -> Response {
+    use tower::ServiceExt;
+    tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(async move {
+            let resp = router.oneshot(req).await.expect("the router is infallible");
+            let (parts, body) = resp.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .expect("a response body in memory");
+            Response {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: body.to_vec(),
+            }
+        })
+    })
 }
 
 /// With `VIBEE_RECORD_EXCHANGES=DIR`, every response this client gets is
@@ -276,10 +330,15 @@ fn record_exchange(method: &str, path: &str, response: &Response) {
 
 /// Creates a token with the binary, as an operator would.
 pub fn create_token(db: &TestDb, name: &str, scopes: &str) -> String {
+    create_token_at(&db.url, name, scopes)
+}
+
+/// `create_token` in the database of `database_url`.
+pub fn create_token_at(database_url: &str, name: &str, scopes: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_vibee-sessions"))
         .args(["token", "create", "--name", name, "--scope", scopes])
         .env_clear()
-        .env("DATABASE_URL", &db.url)
+        .env("DATABASE_URL", database_url)
         .output()
         .unwrap();
     assert!(
@@ -288,4 +347,32 @@ pub fn create_token(db: &TestDb, name: &str, scopes: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The api_hash of `session`'s body.
+pub const HASH: &str = "0123456789abcdef0123456789abcdef";
+
+/// A full session body for `POST /api/v1/sessions`.
+pub fn session(user_id: &str) -> serde_json::Value {
+    use base64::Engine;
+    serde_json::json!({
+        "user_id": user_id,
+        "api_id": 12345,
+        "api_hash": HASH,
+        "phone": "+15551234567",
+        "username": "alice",
+        "session_data": base64::engine::general_purpose::STANDARD.encode(b"mtproto blob"),
+        "target_chats": [-100123, "@news"],
+    })
+}
+
+/// The path of a tenant's session (`/api/v1/sessions/{session_id}`), looked
+/// up by user_id without reading a credential.
+pub fn session_path(api: &Http, user_id: &str) -> String {
+    let meta = api.get(&format!("/api/v1/users/{user_id}"));
+    assert_eq!(meta.status, 200, "{}", String::from_utf8_lossy(&meta.body));
+    format!(
+        "/api/v1/sessions/{}",
+        meta.json()["session_id"].as_str().unwrap()
+    )
 }

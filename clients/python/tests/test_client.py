@@ -170,6 +170,48 @@ def test_leases_take_renew_release_and_fencing(client, make_session):
     assert client.get_blob(sid).data.reveal() == b"right fence"
 
 
+def test_upsert_and_blob_delete_carry_the_fence(server, client, make_session):
+    sid = make_session("fenced-user", "fenced")
+    base = dict(user_id="fenced-user", api_id=12345, api_hash=API_HASH)
+    client.upsert_session(session_data=b"v1", **base)
+    a = client.take_lease(sid, "host-a", 30)
+    other_hash = "fedcba9876543210fedcba9876543210"
+
+    # Replacing the api_hash or the blob: the live fence, or nothing is written.
+    with pytest.raises(vs.LeaseRequired) as err:
+        client.upsert_session(**{**base, "api_hash": other_hash})
+    assert (err.value.status, err.value.code) == (409, "lease_required")
+    with pytest.raises(vs.LeaseRequired):
+        client.upsert_session(session_data=b"v2", **base)
+    with pytest.raises(vs.StaleLease):
+        client.upsert_session(session_data=b"v2", lease_fence=a.fence + 1000, **base)
+    creds = client.get_credentials(sid)
+    assert creds.api_hash.reveal() == API_HASH and creds.session_data.reveal() == b"v1"
+    # The stored values again with new metadata: no fence needed.
+    assert client.upsert_session(username="renamed", **base).username == "renamed"
+    client.upsert_session(session_data=b"v2", lease_fence=a.fence, **base)
+    assert client.get_blob(sid).data.reveal() == b"v2"
+
+    with pytest.raises(vs.LeaseRequired):
+        client.delete_blob(sid)
+    with pytest.raises(vs.StaleLease):
+        client.delete_blob(sid, lease_fence=a.fence + 1000)
+    assert client.get_blob(sid).data.reveal() == b"v2"
+    client.delete_blob(sid, lease_fence=a.fence)
+    assert client.get_blob(sid) is None
+
+    # A purge waits for the lease; If-Match guards deactivation.
+    with vs.Client(server.base, token=server.token("root", "admin")) as admin:
+        with pytest.raises(vs.LeaseHeld) as held:
+            admin.deactivate_session(sid, purge=True)
+        assert held.value.holder == "host-a"
+        with pytest.raises(vs.PreconditionFailed):
+            admin.deactivate_session(sid, if_match='"999999"')
+        assert client.get_lease(sid) is not None and client.find_session("fenced-user").is_active
+        client.release_lease(a)
+        admin.deactivate_session(sid, purge=True)
+
+
 def test_batched_renewal(server, client, make_session):
     sids = [make_session(f"batch-{i}") for i in range(3)]
     leases = {sid: client.take_lease(sid, "loader-1", 30).fence for sid in sids}

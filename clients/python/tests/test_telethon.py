@@ -181,6 +181,9 @@ def test_a_lease_its_supervisor_holds_is_adopted_and_left_to_it(server, token, c
     s.close()
     still = client.get_lease(sid)
     assert still is not None and still.holder == "loader-host-1" and still.fence == loader.fence
+    # log_out under the supervisor: the blob is cleared under its live lease.
+    s.delete()
+    assert client.get_blob(sid) is None
     client.release_lease(still)
 
 

@@ -1,6 +1,7 @@
 //! Taking libpq's TLS options (`sslmode`, `sslrootcert`) out of a
 //! connection string, URL or `key=value` form, which tokio-postgres would
-//! refuse or ignore.
+//! refuse or ignore; and checking the libpq options tokio-postgres knows only
+//! in part (`target_session_attrs`), so the refusal says what to use.
 
 use std::borrow::Cow;
 
@@ -15,7 +16,7 @@ pub(super) struct TlsOptions {
 
 impl TlsOptions {
     fn is_ours(key: &str) -> bool {
-        key.starts_with("ssl") && key != "sslnegotiation"
+        (key.starts_with("ssl") && key != "sslnegotiation") || key == "target_session_attrs"
     }
 
     /// Records `key=value` if it is ours; `Ok(false)` means "leave it to tokio-postgres".
@@ -29,9 +30,30 @@ impl TlsOptions {
                      or certificate revocation lists)"
                 )));
             }
+            "target_session_attrs" => {
+                check_target_session_attrs(&value)?;
+                return Ok(false);
+            }
             _ => return Ok(false),
         }
         Ok(true)
+    }
+}
+
+/// libpq's values that tokio-postgres has no equivalent for are refused by
+/// name, with what to use instead (tokio-postgres would only say "invalid value").
+fn check_target_session_attrs(value: &str) -> Result<(), ConnectError> {
+    match value {
+        "any" | "read-write" | "read-only" => Ok(()),
+        "primary" | "standby" | "prefer-standby" => Err(ConnectError::message(format!(
+            "DATABASE_URL: target_session_attrs={value} is not supported (supported: any, \
+             read-write, read-only); to follow a promoted standby, list every server in host= \
+             and set target_session_attrs=read-write"
+        ))),
+        other => Err(ConnectError::message(format!(
+            "DATABASE_URL: invalid target_session_attrs \"{other}\" (expected any, read-write \
+             or read-only)"
+        ))),
     }
 }
 

@@ -45,10 +45,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use diesel_async::AsyncPgConnection;
+use diesel::connection::CacheSize;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod conninfo;
+mod hosts;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -65,6 +67,8 @@ pub struct DatabaseTarget {
     sslmode: SslMode,
     /// The root certificate file in use, if any (for messages).
     rootcert: Option<PathBuf>,
+    /// Named, cached prepared statements (`DATABASE_PREPARED_STATEMENTS`).
+    prepared_statements: bool,
 }
 
 /// libpq's `sslmode` values.
@@ -160,6 +164,12 @@ impl ConnectError {
         Self(msg.into())
     }
 
+    /// The same error about another variable than `DATABASE_URL` (the
+    /// parser's messages name that one).
+    pub fn for_variable(self, name: &str) -> Self {
+        Self(self.0.replace("DATABASE_URL", name))
+    }
+
     /// Blanks out `password` wherever it appears (defence in depth: neither
     /// tokio-postgres nor the server should ever echo it). Passwords shorter
     /// than 4 bytes are left alone, they would match ordinary words.
@@ -190,6 +200,7 @@ impl DatabaseTarget {
         let mut config: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| ConnectError::new("DATABASE_URL is not a valid PostgreSQL URL", &e))?;
+        hosts::check_host_lists(&config)?;
 
         let sslmode = match options.sslmode.as_deref() {
             None | Some("") => SslMode::Prefer,
@@ -241,6 +252,7 @@ impl DatabaseTarget {
             tls: MakeRustlsConnect::new(tls),
             sslmode,
             rootcert,
+            prepared_statements: true,
         };
         if let Some(warning) = target.cleartext_warning() {
             tracing::warn!("{warning}");
@@ -304,6 +316,18 @@ impl DatabaseTarget {
         self.add_server_option(&format!("-c lock_timeout={}", timeout.as_millis()));
     }
 
+    /// `false`: connections send every query as an unnamed statement (Parse,
+    /// Bind, Execute and Sync in one round trip) and cache none. A
+    /// transaction-mode pooler may hand each Sync-terminated exchange outside
+    /// an explicit transaction to a different server connection, so a
+    /// statement prepared in one exchange is unknown to the server that gets
+    /// the next; an unnamed statement lives and dies within one exchange.
+    pub fn set_prepared_statements(&mut self, on: bool) {
+        self.prepared_statements = on;
+    }
+
+    /// The `-c name=value` settings this target sends at connection start
+    /// (a transaction-mode pooler may drop them: `pool::check_timeouts`).
     fn add_server_option(&mut self, opt: &str) {
         let opt = opt.to_owned();
         let options = match self.config.get_options() {
@@ -315,11 +339,7 @@ impl DatabaseTarget {
 
     /// A plain tokio-postgres client; the connection task is spawned.
     pub async fn connect_client(&self) -> Result<tokio_postgres::Client, ConnectError> {
-        let (client, connection) = self
-            .config
-            .connect(self.tls.clone())
-            .await
-            .map_err(|e| self.connect_error(&e))?;
+        let (client, connection) = self.open().await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "PostgreSQL connection closed");
@@ -329,37 +349,18 @@ impl DatabaseTarget {
     }
 
     pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectError> {
-        let (client, connection) = self
-            .config
-            .connect(self.tls.clone())
-            .await
-            .map_err(|e| self.connect_error(&e))?;
-        AsyncPgConnection::try_from_client_and_connection(client, connection)
+        let (client, connection) = self.open().await?;
+        let mut conn = AsyncPgConnection::try_from_client_and_connection(client, connection)
             .await
             .map_err(|e| {
                 ConnectError::new("cannot set up the PostgreSQL connection", &e)
                     .without_password(self.config.get_password())
-            })
-    }
-
-    fn connect_error(&self, err: &tokio_postgres::Error) -> ConnectError {
-        let rootcert = match &self.rootcert {
-            Some(path) => format!(", sslrootcert={}", path.display()),
-            None => String::new(),
-        };
-        let context = if is_certificate_error(err) {
-            format!(
-                "cannot connect to PostgreSQL: server certificate verification failed \
-                 (sslmode={}{rootcert})",
-                self.sslmode.as_str()
-            )
-        } else {
-            format!(
-                "cannot connect to PostgreSQL (sslmode={}{rootcert})",
-                self.sslmode.as_str()
-            )
-        };
-        ConnectError::new(&context, err).without_password(self.config.get_password())
+            })?;
+        if !self.prepared_statements {
+            // The vendored diesel-async reads `Disabled` as "unnamed statements".
+            conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+        }
+        Ok(conn)
     }
 }
 

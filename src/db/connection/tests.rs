@@ -90,3 +90,74 @@ fn modes() {
         .unwrap();
     assert!(err.to_string().contains("needs `host`"), "{err}");
 }
+
+#[test]
+fn several_hosts_and_target_session_attrs_reach_tokio_postgres() {
+    use tokio_postgres::config::TargetSessionAttrs;
+    let t = DatabaseTarget::parse(
+        "postgres://u:secret@db-a:5432,db-b:5433/db?target_session_attrs=read-write\
+         &sslmode=disable",
+    )
+    .unwrap();
+    assert_eq!(t.config.get_hosts().len(), 2);
+    assert_eq!(t.config.get_ports(), [5432, 5433]);
+    assert_eq!(
+        t.config.get_target_session_attrs(),
+        TargetSessionAttrs::ReadWrite
+    );
+    let t = DatabaseTarget::parse(
+        "host=db-a,db-b port=5432,5433 dbname=db sslmode=disable target_session_attrs=any",
+    )
+    .unwrap();
+    assert_eq!(t.config.get_hosts().len(), 2);
+    assert_eq!(t.config.get_target_session_attrs(), TargetSessionAttrs::Any);
+
+    for value in ["primary", "standby", "prefer-standby"] {
+        let err = DatabaseTarget::parse(&format!("host=a,b target_session_attrs={value}"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains(&format!("target_session_attrs={value} is not supported"))
+                && err.contains("read-write"),
+            "{err}"
+        );
+    }
+    let err = DatabaseTarget::parse("postgres://a,b/db?target_session_attrs=rw")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("invalid target_session_attrs \"rw\""), "{err}");
+    let err = DatabaseTarget::parse("host=a,b,c port=1,2 dbname=d")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("3 host(s) but 2 ports"), "{err}");
+}
+
+/// Every host tried is named with its reason, and the password never appears.
+#[tokio::test]
+async fn a_failure_names_each_host_and_never_the_password() {
+    let dead = |_| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (p1, p2) = (dead(()), dead(()));
+    let t = DatabaseTarget::parse(&format!(
+        "postgres://u:Secret-pw-123@127.0.0.1:{p1},localhost:{p2}/db?sslmode=disable\
+         &target_session_attrs=read-write"
+    ))
+    .unwrap();
+    let err = t.connect_client().await.err().unwrap().to_string();
+    assert!(
+        err.contains(&format!("127.0.0.1:{p1}: "))
+            && err.contains(&format!("localhost:{p2}: "))
+            && err.contains("none of the 2 hosts")
+            && err.contains("target_session_attrs=read-write"),
+        "{err}"
+    );
+    assert!(!err.contains("Secret-pw-123"), "{err}");
+}

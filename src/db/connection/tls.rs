@@ -65,23 +65,38 @@ pub(super) fn client_config(
     };
     let config = match (verification, rootcert) {
         (Verification::Full, Some(path)) => builder.with_webpki_verifier(webpki(path)?),
-        (Verification::Chain, Some(path)) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki(path)?))),
+        (Verification::Chain, Some(path)) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Relaxed {
+                    chain: Some(webpki(path)?),
+                    provider: provider.clone(),
+                }))
+        }
         (Verification::None, _) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider.clone()))),
+            .with_custom_certificate_verifier(Arc::new(Relaxed {
+                chain: None,
+                provider: provider.clone(),
+            })),
         (_, None) => unreachable!("verification needs a root certificate"),
     };
     Ok(config.with_no_client_auth())
 }
 
-/// `verify-ca`: the webpki verifier, minus its host name check (which it does
-/// after the chain check, so a name error means the chain was fine).
+/// The two `sslmode`s rustls ships no verifier for: `verify-ca` (`chain`:
+/// the webpki verifier, minus its host name check, which it does after the
+/// chain check, so a name error means the chain was fine) and `prefer` /
+/// `require` without a root certificate (no `chain`: any server certificate).
+/// Handshake signatures are checked either way, with the provider's
+/// algorithms, as webpki does (channel binding relies on them).
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Relaxed {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -90,10 +105,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -107,51 +122,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer`/`require` without a root certificate: any server certificate
-/// (handshake signatures are still checked, channel binding relies on them).
-#[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -165,11 +140,13 @@ impl ServerCertVerifier for NoVerify {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

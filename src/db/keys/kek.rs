@@ -14,7 +14,7 @@ use crate::db::schema::encryption_keys;
 use crate::kek::{Kek, Keks, Stored};
 use crate::transit::{Transit, TransitSettings};
 
-use super::{KeyState, MasterKeySource, StoredKey, check_kek_ids, key_id, unlock};
+use super::{KeyState, MasterKeySource, StoredKey, check_kek_ids, unlock};
 
 /// Turns the configured source into the master key: a transit key is
 /// reached and authenticated to, a local one read or derived (`unlock`).
@@ -58,14 +58,14 @@ pub(crate) async fn prepare_data_key(
     #[derive(QueryableByName)]
     struct NextId {
         #[diesel(sql_type = Integer)]
-        id: i32,
+        id: DataKeyId,
     }
     let next: NextId = diesel::sql_query(
         "SELECT nextval(pg_get_serial_sequence('encryption_keys', 'id'))::integer AS id",
     )
     .get_result(conn)
     .await?;
-    let id = key_id(next.id);
+    let id = next.id;
     let (_, wrapped) = master
         .wrap(vec![DataKey::generate(id)])
         .await?
@@ -87,10 +87,10 @@ pub(crate) async fn insert_data_key(
 ) -> Result<DataKeyId, DbError> {
     diesel::insert_into(encryption_keys::table)
         .values((
-            encryption_keys::id.eq(key.id.0 as i32),
+            encryption_keys::id.eq(key.id),
             encryption_keys::wrapped_key.eq(&key.wrapped.0),
             encryption_keys::kek_id.eq(key.kek_id.as_str()),
-            encryption_keys::state.eq(state.as_str()),
+            encryption_keys::state.eq(state),
         ))
         .execute(conn)
         .await?;
@@ -103,7 +103,7 @@ pub(super) async fn unwrap_ring(rows: &[StoredKey], master: &Keks) -> Result<Key
     let primary = rows
         .iter()
         .find(|r| r.state == KeyState::Primary)
-        .map(|r| key_id(r.id))
+        .map(|r| r.id)
         .ok_or(KeyError::NoPrimary)?;
     let kek_ids: Vec<KekId> = rows
         .iter()
@@ -113,7 +113,7 @@ pub(super) async fn unwrap_ring(rows: &[StoredKey], master: &Keks) -> Result<Key
         .iter()
         .zip(&kek_ids)
         .map(|(r, k)| Stored {
-            id: key_id(r.id),
+            id: r.id,
             kek_id: k,
             wrapped: &r.wrapped_key,
         })
@@ -128,7 +128,7 @@ pub(super) fn rows_digest(rows: &[StoredKey]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     for r in rows {
-        h.update(r.id.to_be_bytes());
+        h.update(r.id.0.to_be_bytes());
         h.update(r.state.as_str().as_bytes());
         h.update([0]);
         h.update(r.kek_id.as_bytes());

@@ -15,7 +15,7 @@ use crate::db::error::DbError;
 use crate::db::schema::encryption_keys;
 use crate::kek::Kek;
 
-use super::{KeyState, insert_data_key, key_id, lock_keys, prepare_data_key};
+use super::{KeyState, insert_data_key, lock_keys, prepare_data_key};
 
 /// The channel on which key changes are announced; the payload says what
 /// changed (for logs only: listeners reload the whole ring).
@@ -47,7 +47,7 @@ pub enum KeyAdminError {
          first (vibee-sessions rotate-master), then rotate"
     )]
     MixedMasterKeys {
-        key_id: i32,
+        key_id: DataKeyId,
         live: String,
         ours: String,
     },
@@ -96,7 +96,7 @@ pub async fn promote_new_primary(
     conn.transaction::<_, KeyAdminError, _>(async |conn| {
         lock_keys(conn).await?;
         // Every live key is under one master key: the new one must be too.
-        let live: Vec<(i32, String)> = encryption_keys::table
+        let live: Vec<(DataKeyId, String)> = encryption_keys::table
             .filter(encryption_keys::state.ne(KeyState::Retired.as_str()))
             .select((encryption_keys::id, encryption_keys::kek_id))
             .order(encryption_keys::id)
@@ -113,7 +113,7 @@ pub async fn promote_new_primary(
             });
         }
         // Demote first: the unique index allows one primary at any instant.
-        let previous: i32 = diesel::update(
+        let previous: DataKeyId = diesel::update(
             encryption_keys::table.filter(encryption_keys::state.eq(KeyState::Primary)),
         )
         .set((
@@ -130,13 +130,13 @@ pub async fn promote_new_primary(
             conn,
             ctx,
             ActivityType::KeyRotationStarted,
-            json!({ "new_primary": new_primary.0, "previous_primary": previous }),
+            json!({ "new_primary": new_primary, "previous_primary": previous }),
         )
         .await?;
         notify(conn, &format!("primary {}", new_primary.0)).await?;
         Ok(Promotion {
             new_primary,
-            previous: key_id(previous),
+            previous,
         })
     })
     .await
@@ -155,7 +155,6 @@ pub async fn retire_if_empty(
     ctx: &AuditContext,
     id: DataKeyId,
 ) -> Result<bool, KeyAdminError> {
-    let id = id.0 as i32;
     conn.transaction::<_, KeyAdminError, _>(async |conn| {
         lock_keys(conn).await?;
         let state: Option<KeyState> = encryption_keys::table
@@ -187,7 +186,7 @@ pub async fn retire_if_empty(
     .await
 }
 
-async fn key_in_use(conn: &mut AsyncPgConnection, id: i32) -> Result<bool, DbError> {
+async fn key_in_use(conn: &mut AsyncPgConnection, id: DataKeyId) -> Result<bool, DbError> {
     #[derive(QueryableByName)]
     struct InUse {
         #[diesel(sql_type = Bool)]

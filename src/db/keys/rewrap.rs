@@ -12,13 +12,13 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 
-use crate::crypto::{KdfParams, KekId, WrappedDataKey};
+use crate::crypto::{DataKeyId, KdfParams, KekId, WrappedDataKey};
 use crate::db::activity::{self, ActivityType, AuditContext};
 use crate::db::schema::{encryption_keys, master_key_kdf};
 use crate::kek::{Kek, Keks, Stored};
 
 use super::lifecycle::{KeyAdminError, notify};
-use super::{key_id, lock_keys, store_kdf_params};
+use super::{lock_keys, store_kdf_params};
 
 /// What a master key rotation did.
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ pub struct RewrapReport {
     pub versions: Vec<u32>,
 }
 
-type KeyRow = (i32, Vec<u8>, String);
+type KeyRow = (DataKeyId, Vec<u8>, String);
 
 async fn all_keys(conn: &mut AsyncPgConnection, lock: bool) -> Result<Vec<KeyRow>, KeyAdminError> {
     let q = encryption_keys::table
@@ -79,7 +79,7 @@ pub async fn rewrap_all(
         .iter()
         .zip(&kek_ids)
         .map(|((id, w, _), k)| Stored {
-            id: key_id(*id),
+            id: *id,
             kek_id: k,
             wrapped: w,
         })

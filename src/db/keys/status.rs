@@ -8,12 +8,14 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::{KeyState, nonce_warning};
+use crate::crypto::DataKeyId;
 use crate::db::error::DbError;
 
 /// One line of `keys status`: never key material.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyStatus {
-    pub id: i32,
+    #[schema(value_type = i32)]
+    pub id: DataKeyId,
     #[schema(value_type = String)]
     pub state: KeyState,
     pub kek_id: String,
@@ -35,7 +37,7 @@ pub struct KeyStatus {
 #[derive(QueryableByName)]
 struct KeyStatusRow {
     #[diesel(sql_type = Integer)]
-    id: i32,
+    id: DataKeyId,
     #[diesel(sql_type = diesel::sql_types::Text)]
     state: KeyState,
     #[diesel(sql_type = diesel::sql_types::Text)]

@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use crate::db::Pool;
 use crate::db::connection::DatabaseTarget;
 use crate::db::error::DbError;
-use crate::db::listen::{Backoff, Wake, spawn_listener};
+use crate::db::listen::{Backoff, Lost, Wake, spawn_listener};
+use crate::db::writable::{READ_ONLY_SQL, refuse_read_only};
 
 use super::Vault;
 use super::lifecycle::KEYS_CHANNEL;
@@ -44,14 +45,24 @@ pub fn spawn_key_watcher(
                 tracing::debug!(%payload, "key change announced");
             }
             let vault = vault.clone();
-            Box::pin(async move { reload(conn, &vault).await })
+            Box::pin(async move {
+                refuse_read_only(conn, READ_ONLY_SQL, "key watcher").await?;
+                reload(conn, &vault).await
+            })
         },
-        |err, delay| {
-            tracing::warn!(
-                error = %err,
+        move |lost, delay| match lost {
+            Lost::Deaf => tracing::error!(
+                error = %lost,
+                retry_in_ms = delay.as_millis() as u64,
+                refresh_secs = refresh.as_secs(),
+                "key watcher cannot LISTEN: key changes by other processes are picked up only \
+                 by the periodic reload, every KEY_REFRESH_SECS"
+            ),
+            Lost::Db(_) => tracing::warn!(
+                error = %lost,
                 retry_in_ms = delay.as_millis() as u64,
                 "key watcher lost its database connection; reconnecting"
-            );
+            ),
         },
     )
 }

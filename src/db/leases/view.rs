@@ -4,12 +4,28 @@
 
 use std::collections::HashMap;
 
-use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
 use super::{DbError, Lease};
+
+/// The live lease of a session, row-locked until the caller's transaction
+/// ends: no take or renewal changes it meanwhile.
+pub async fn live_locked(
+    conn: &mut AsyncPgConnection,
+    session_id: &str,
+) -> Result<Option<Lease>, DbError> {
+    Ok(diesel::sql_query(
+        "SELECT session_id, holder, fence, expires_at FROM session_leases \
+         WHERE session_id = $1 AND expires_at > now() FOR UPDATE",
+    )
+    .bind::<Text, _>(session_id)
+    .get_result(conn)
+    .await
+    .optional()?)
+}
 
 /// The live leases of the named sessions, by session id (for listings).
 pub async fn live_for(

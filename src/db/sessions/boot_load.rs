@@ -30,10 +30,26 @@ pub struct BootPage {
     pub next_cursor: Option<String>,
 }
 
+/// Loads the selection and records the loads (audit rows and the
+/// `last_seen_at` stamp, one transaction) before returning them.
 pub async fn load_for_boot(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
     ctx: &AuditContext,
+    selection: BootSelection<'_>,
+) -> Result<BootPage, DbError> {
+    let page = fetch_for_boot(conn, vault, selection).await?;
+    record_loads(conn, ctx, &page.sessions).await?;
+    Ok(page)
+}
+
+/// Reads and decrypts the selection, NOT yet recorded: the caller runs
+/// `record_loads` on the page, and hands nothing out before it returns
+/// (`boot --all` reads the next page on one connection while the previous
+/// page's record commits on another).
+pub async fn fetch_for_boot(
+    conn: &mut AsyncPgConnection,
+    vault: &Vault,
     selection: BootSelection<'_>,
 ) -> Result<BootPage, DbError> {
     let mut query = user_sessions::table
@@ -79,18 +95,22 @@ pub async fn load_for_boot(
         let credentials = credentials(open_row(&ring, &row)?)?;
         sessions.push(Session { meta, credentials });
     }
-    record_loads(conn, ctx, &sessions).await?;
     Ok(BootPage {
         sessions,
         next_cursor,
     })
 }
 
-async fn record_loads(
+/// The loads of `sessions` recorded: their `boot_load` audit rows and
+/// `last_seen_at` stamps, committed together.
+pub async fn record_loads(
     conn: &mut AsyncPgConnection,
     ctx: &AuditContext,
     sessions: &[Session],
 ) -> Result<(), DbError> {
+    if sessions.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<Uuid> = sessions.iter().map(|s| s.meta.id).collect();
     let details: Value = json!({ "fields": ["api_hash", "phone", "session_data"] });
     let audit: Vec<Row> = sessions
@@ -98,7 +118,7 @@ async fn record_loads(
         .map(|s| Row {
             session_id: Some(s.meta.session_id.clone()),
             user_id: Some(s.meta.user_id.clone()),
-            activity_type: ActivityType::BootLoad.as_str(),
+            activity_type: ActivityType::BootLoad,
             actor: ctx.actor.clone(),
             request_id: ctx.request_id.clone(),
             details: details.clone(),

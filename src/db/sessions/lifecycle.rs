@@ -44,15 +44,18 @@ pub(super) async fn lock_writable(
 
 /// Clears the MTProto session blob of an active session (a bridge logged
 /// out: its auth key is dead). Nothing is decrypted. Idempotent; audited
-/// every time, with whether a blob was there.
+/// every time, with whether a blob was there. Fenced as a write of the blob
+/// is: while a lease is live, only its holder clears it.
 pub async fn delete_session_data(
     conn: &mut AsyncPgConnection,
     ctx: &AuditContext,
     session_id: &str,
     expected: Expected<'_>,
+    fence: Option<i64>,
 ) -> Result<SessionMeta, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
         let row = lock_writable(conn, By::SessionId(session_id), expected).await?;
+        crate::db::leases::check_fence(conn, session_id, fence).await?;
         let meta = diesel::update(user_sessions::table.find(row.id))
             .set((
                 user_sessions::session_data_encrypted.eq(None::<Vec<u8>>),
@@ -111,13 +114,39 @@ pub async fn reactivate(
     .await
 }
 
-/// Marks a session inactive. Idempotent: `Ok(false)` when it already was.
+/// `If-Match` on a deactivation or a purge: the row locked, and at a
+/// version the write expects (active or not). Unconditional (`None`), it
+/// costs nothing.
+async fn check_version(
+    conn: &mut AsyncPgConnection,
+    session_id: &str,
+    expected: Expected<'_>,
+) -> Result<(), DbError> {
+    let Some(list) = expected else {
+        return Ok(());
+    };
+    let current: i64 = user_sessions::table
+        .filter(user_sessions::session_id.eq(session_id))
+        .select(user_sessions::version)
+        .for_update()
+        .first(conn)
+        .await?;
+    match list.contains(&current) {
+        true => Ok(()),
+        false => Err(DbError::VersionMismatch { current }),
+    }
+}
+
+/// Marks a session inactive (a live lease stays: deactivation is how its
+/// holder is told to let go). Idempotent: `Ok(false)` when it already was.
 pub async fn deactivate(
     conn: &mut AsyncPgConnection,
     ctx: &AuditContext,
     session_id: &str,
+    expected: Expected<'_>,
 ) -> Result<bool, DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
+        check_version(conn, session_id, expected).await?;
         let changed = diesel::update(
             user_sessions::table
                 .filter(user_sessions::session_id.eq(session_id))
@@ -157,13 +186,22 @@ pub async fn deactivate(
     .await
 }
 
-/// Deletes a session row for good. The audit trail stays.
+/// Deletes a session row for good. The audit trail stays. Refused while a
+/// lease is live (`LeaseHeld`): its holder may still be running the session,
+/// and a re-created one could be taken and run beside it.
 pub async fn purge(
     conn: &mut AsyncPgConnection,
     ctx: &AuditContext,
     session_id: &str,
+    expected: Expected<'_>,
 ) -> Result<(), DbError> {
     conn.transaction::<_, DbError, _>(async |conn| {
+        check_version(conn, session_id, expected).await?;
+        // Locked, so no take lands between this check and the delete (a
+        // take of a free session waits on the row the delete locks).
+        if let Some(lease) = crate::db::leases::live_locked(conn, session_id).await? {
+            return Err(DbError::LeaseHeld(Box::new(lease)));
+        }
         let user_id =
             diesel::delete(user_sessions::table.filter(user_sessions::session_id.eq(session_id)))
                 .returning(user_sessions::user_id)

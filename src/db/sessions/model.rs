@@ -8,8 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::crypto::DataKeyId;
 use crate::db::schema::user_sessions;
-use crate::db::validate::{self, Invalid};
+use crate::domain::validate::{self, Invalid};
 
 /// Which key names a session: its tenant (`user_id`) or its own id
 /// (`session_id`). Both are unique; the API keeps the two apart by route.
@@ -60,12 +61,13 @@ pub struct SessionMeta {
     pub session_id: String,
     pub username: Option<String>,
     pub api_id: i32,
-    pub data_key_id: i32,
+    #[schema(value_type = i32)]
+    pub data_key_id: DataKeyId,
     pub is_active: bool,
     pub is_authorized: bool,
     pub digital_twin_enabled: bool,
     pub auto_reply_enabled: bool,
-    #[schema(value_type = Vec<crate::db::validate::ChatRef>)]
+    #[schema(value_type = Vec<crate::domain::validate::ChatRef>)]
     pub target_chats: Value,
     pub last_seen_at: Option<DateTime<Utc>>,
     pub version: i64,
@@ -92,7 +94,7 @@ pub(super) struct SealedRow {
     pub(super) api_hash_encrypted: Vec<u8>,
     pub(super) phone_encrypted: Option<Vec<u8>>,
     pub(super) session_data_encrypted: Option<Vec<u8>>,
-    pub(super) data_key_id: i32,
+    pub(super) data_key_id: DataKeyId,
 }
 
 /// The decrypted credentials of a session.
@@ -123,6 +125,18 @@ pub struct SessionInput {
     pub digital_twin_enabled: Option<bool>,
     pub auto_reply_enabled: Option<bool>,
     pub target_chats: Option<Value>,
+}
+
+/// What a conditional upsert requires of the stored session (RFC 9110).
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Condition<'a> {
+    /// Create or update.
+    #[default]
+    Any,
+    /// `If-None-Match: *`: create only; an existing session is 412.
+    Absent,
+    /// `If-Match`: update only a session at one of these versions.
+    Version(&'a [i64]),
 }
 
 pub enum Upserted {

@@ -6,7 +6,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use crate::crypto::DataKeyId;
 
 use super::model::SealedRow;
-use super::seal::{Place, SEALED_FIELDS, key_column_id, open_row, ring_for, seal_row};
+use super::seal::{Place, SEALED_FIELDS, open_row, ring_for, seal_row};
 use crate::db::error::DbError;
 use crate::db::keys::Vault;
 use crate::db::schema::user_sessions;
@@ -34,7 +34,7 @@ pub async fn reseal_batch(
     let limit = i64::from(batch_size.max(1));
     // Every sealed field of a row counts against the new key's nonce budget.
     let seal_ring = vault.reserve(conn, SEALED_FIELDS * limit as u64).await?;
-    let primary = key_column_id(seal_ring.primary_id());
+    let primary = seal_ring.primary_id();
     conn.transaction::<_, DbError, _>(async |conn| {
         // `<` or `>` rather than `<>`: two ranges of the data_key_id index,
         // so a batch visits only rows still to move. (`<> ... ORDER BY id`
@@ -90,7 +90,7 @@ pub async fn reseal_batch(
 /// How many rows are not yet on the primary key `primary`.
 pub async fn rows_not_on(conn: &mut AsyncPgConnection, primary: DataKeyId) -> Result<i64, DbError> {
     Ok(user_sessions::table
-        .filter(user_sessions::data_key_id.ne(key_column_id(primary)))
+        .filter(user_sessions::data_key_id.ne(primary))
         .count()
         .get_result(conn)
         .await?)

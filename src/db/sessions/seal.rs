@@ -35,11 +35,7 @@ pub(super) struct Sealed {
     pub(super) api_hash: Vec<u8>,
     pub(super) phone: Option<Vec<u8>>,
     pub(super) session_data: Option<Vec<u8>>,
-    pub(super) data_key_id: i32,
-}
-
-pub(super) fn key_column_id(id: DataKeyId) -> i32 {
-    i32::try_from(id.0).expect("data key ids come from an integer column")
+    pub(super) data_key_id: DataKeyId,
 }
 
 /// Where a row's values live and what finds them: the row id and its lookup
@@ -76,7 +72,7 @@ pub(super) fn seal_row(ring: &KeyRing, place: Place<'_>, plain: &Plain) -> Seale
         api_hash: seal(API_HASH, &plain.api_hash),
         phone: plain.phone.as_ref().map(|p| seal(PHONE, p)),
         session_data: plain.session_data.as_ref().map(|d| seal(SESSION_DATA, d)),
-        data_key_id: key_column_id(ring.primary_id()),
+        data_key_id: ring.primary_id(),
     }
 }
 
@@ -90,8 +86,7 @@ pub(super) fn open_field(
     stored: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, DbError> {
     let row_id = row.id;
-    let labelled =
-        peek_data_key_id(stored).map(|id| i64::from(id.0)) == Some(i64::from(row.data_key_id));
+    let labelled = peek_data_key_id(stored) == Some(row.data_key_id);
     let opened = if labelled {
         ring.open(&Place::of(row).field(column), stored)
     } else {
@@ -122,12 +117,12 @@ pub(super) async fn ring_for(
     row: &SealedRow,
 ) -> Result<Arc<KeyRing>, DbError> {
     let ring = vault.ring();
-    let id = DataKeyId(u32::try_from(row.data_key_id).unwrap_or(0));
+    let id = row.data_key_id;
     if ring.contains(id) {
         return Ok(ring);
     }
     tracing::info!(
-        data_key_id = row.data_key_id,
+        data_key_id = id.0,
         "row under a data key not yet loaded; reloading the key ring"
     );
     // A key this process cannot unwrap (the keys moved to a master key it

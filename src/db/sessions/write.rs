@@ -11,34 +11,24 @@ use crate::crypto::{KeyRing, random_hex};
 
 use super::lifecycle::lock_writable;
 use super::model::{
-    By, Expected, SealedRow, SessionInput, SessionMeta, SessionPatch, Upserted, check_writable,
+    By, Condition, Expected, SealedRow, SessionInput, SessionMeta, SessionPatch, Upserted,
+    check_writable,
 };
 use super::seal::{
     Place, Plain, Replacement, SEALED_FIELDS, Sealed, check_seal_ring, merge, seal_row,
     secret_bytes, slice_bytes,
 };
+use super::upsert_fast;
 use crate::db::activity::{self, ActivityType, AuditContext, Event};
 use crate::db::error::DbError;
 use crate::db::keys::Vault;
 use crate::db::schema::user_sessions;
-use crate::db::validate;
+use crate::domain::validate;
 
 /// Passes of an upsert before it gives up: an insert that loses a race to a
 /// concurrent insert of the same user_id returns nothing, and the next pass
 /// finds and updates that row.
 const UPSERT_ATTEMPTS: usize = 3;
-
-/// What a conditional upsert requires of the stored session (RFC 9110).
-#[derive(Debug, Clone, Copy, Default)]
-pub enum Condition<'a> {
-    /// Create or update.
-    #[default]
-    Any,
-    /// `If-None-Match: *`: create only; an existing session is 412.
-    Absent,
-    /// `If-Match`: update only a session at one of these versions.
-    Version(&'a [i64]),
-}
 
 /// Creates the session of `input.user_id`, or updates it. Two concurrent
 /// upserts of one `user_id` give one row and no error.
@@ -48,22 +38,24 @@ pub async fn upsert(
     ctx: &AuditContext,
     input: &SessionInput,
 ) -> Result<Upserted, DbError> {
-    upsert_if(conn, vault, ctx, input, Condition::Any).await
+    upsert_if(conn, vault, ctx, input, Condition::Any, None).await
 }
 
-/// `upsert`, only when `condition` holds (checked on the locked row, in the
-/// write's transaction); otherwise nothing is written.
+/// `upsert`, only when `condition` holds and `fence` passes (both checked
+/// on the locked row, in the write's transaction: `fence::check_update`);
+/// otherwise nothing is written.
 pub async fn upsert_if(
     conn: &mut AsyncPgConnection,
     vault: &Vault,
     ctx: &AuditContext,
     input: &SessionInput,
     condition: Condition<'_>,
+    fence: Option<i64>,
 ) -> Result<Upserted, DbError> {
     input.validate()?;
     let mut refused = 0;
     loop {
-        match upsert_once(conn, vault, ctx, input, condition).await {
+        match upsert_once(conn, vault, ctx, input, condition, fence).await {
             Err(DbError::StaleKey) if refused < STALE_KEY_RETRIES => {
                 refused += 1;
                 vault.reload_after_refusal(conn).await?;
@@ -83,7 +75,15 @@ async fn upsert_once(
     ctx: &AuditContext,
     input: &SessionInput,
     condition: Condition<'_>,
+    fence: Option<i64>,
 ) -> Result<Upserted, DbError> {
+    // Two round trips and one commit when nothing stands in the way; the
+    // locked path below otherwise (it gives the precise refusal).
+    if let Some(done) = upsert_fast::try_upsert(conn, vault, ctx, input, condition, fence).await? {
+        metrics::counter!("vibee_upserts_total", "path" => "one_statement").increment(1);
+        return Ok(done);
+    }
+    metrics::counter!("vibee_upserts_total", "path" => "locked").increment(1);
     let first_ring = vault.reserve(conn, SEALED_FIELDS).await?;
     conn.transaction::<_, DbError, _>(async |conn| {
         let mut seal_ring = first_ring;
@@ -112,6 +112,7 @@ async fn upsert_once(
                     Condition::Any => None,
                 };
                 check_writable(row.is_active, row.version, expected)?;
+                super::fence::check_update(conn, vault, &row, input, fence).await?;
                 let stored = Stored {
                     row: &row,
                     session_id: &stored_session_id,
@@ -124,6 +125,7 @@ async fn upsert_once(
                     "no session for this user_id, and If-Match names a version of one",
                 ));
             }
+            super::fence::check_create(fence)?;
             if let Some(meta) = insert_new(conn, &seal_ring, input).await? {
                 let details = json!({
                     "fields": input.field_names(),

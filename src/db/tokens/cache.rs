@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use super::TokenIdentity;
+use super::{TokenHash, TokenIdentity};
 use crate::db::connection::DatabaseTarget;
 use crate::db::error::DbError;
-use crate::db::listen::{Backoff, Wake, spawn_listener};
+use crate::db::listen::{Backoff, Lost, Wake, spawn_listener};
 
 /// The channel the trigger notifies on.
 pub const TOKENS_CHANNEL: &str = "vibee_tokens";
@@ -48,11 +48,11 @@ pub const TRUST_WINDOW: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub struct TokenCache {
-    entries: Mutex<HashMap<[u8; 32], (TokenIdentity, Instant)>>,
+    entries: Mutex<HashMap<TokenHash, (TokenIdentity, Instant)>>,
     /// Digests the database did not know (or knew as revoked), so a bogus
     /// token presented again and again costs one query per TTL, not one per
     /// request. Only ever denies; emptied on every announced token change.
-    unknown: Mutex<HashMap<[u8; 32], Instant>>,
+    unknown: Mutex<HashMap<TokenHash, Instant>>,
     /// Whether the listener is connected and listening.
     live: AtomicBool,
     /// Bumped on every invalidation: a lookup that started before one must
@@ -101,12 +101,12 @@ impl TokenCache {
         heard != 0 && now.saturating_sub(heard) <= TRUST_WINDOW.as_millis() as u64
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (TokenIdentity, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenHash, (TokenIdentity, Instant)>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The cached identity for a token digest, if fresh and the listener is up.
-    pub fn get(&self, digest: &[u8; 32]) -> Option<TokenIdentity> {
+    pub fn get(&self, digest: &TokenHash) -> Option<TokenIdentity> {
         if !self.trusted() {
             return None;
         }
@@ -122,7 +122,7 @@ impl TokenCache {
 
     /// Caches what a lookup that began at `generation` found, unless an
     /// invalidation happened since (or the listener is down).
-    pub fn insert(&self, digest: [u8; 32], identity: TokenIdentity, generation: u64) {
+    pub fn insert(&self, digest: TokenHash, identity: TokenIdentity, generation: u64) {
         if !self.trusted() {
             return;
         }
@@ -139,7 +139,7 @@ impl TokenCache {
     }
 
     /// Whether `digest` was looked up and not found within the TTL.
-    pub fn known_unknown(&self, digest: &[u8; 32]) -> bool {
+    pub fn known_unknown(&self, digest: &TokenHash) -> bool {
         let unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
         unknown
             .get(digest)
@@ -148,7 +148,7 @@ impl TokenCache {
 
     /// Remembers a digest the database did not know, unless a token change
     /// was announced since the lookup began (`generation`).
-    pub fn insert_unknown(&self, digest: [u8; 32], generation: u64) {
+    pub fn insert_unknown(&self, digest: TokenHash, generation: u64) {
         let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) != generation {
             return;
@@ -220,25 +220,34 @@ pub fn spawn_token_watcher(target: DatabaseTarget, cache: Arc<TokenCache>) -> Jo
         },
         move |err, delay| {
             lost.set_live(false);
-            tracing::warn!(
-                error = %err,
-                retry_in_ms = delay.as_millis() as u64,
-                "token watcher lost its database connection; token checks go to the database until it is back"
-            );
+            match err {
+                Lost::Deaf => tracing::error!(
+                    error = %err,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "token watcher cannot LISTEN: the token cache stays off, every token check \
+                     goes to the database"
+                ),
+                Lost::Db(_) => tracing::warn!(
+                    error = %err,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "token watcher lost its database connection; token checks go to the database until it is back"
+                ),
+            }
         },
     )
 }
 
 /// Named, so an operator (or a test) can tell the listener's connection in
 /// `pg_stat_activity`.
-pub const KEEPALIVE_SQL: &str = "SELECT 1 -- vibee_tokens listener keep-alive";
+/// It also asks whether the server still takes writes: a listener on a
+/// server that turned read-only hears no revocation again (`db::writable`).
+pub const KEEPALIVE_SQL: &str = "SELECT current_setting('transaction_read_only') AS read_only \
+     -- vibee_tokens listener keep-alive";
 
 async fn ping(conn: &mut diesel_async::AsyncPgConnection) -> Result<(), DbError> {
-    // Imported here: its blanket `load` would shadow the atomics' `load` above.
-    use diesel_async::RunQueryDsl;
-    match tokio::time::timeout(PING_TIMEOUT, diesel::sql_query(KEEPALIVE_SQL).execute(conn)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.into()),
+    let check = crate::db::writable::refuse_read_only(conn, KEEPALIVE_SQL, "token watcher");
+    match tokio::time::timeout(PING_TIMEOUT, check).await {
+        Ok(result) => result,
         Err(_) => Err(DbError::Unavailable(
             "the token watcher's ping timed out".into(),
         )),

@@ -27,13 +27,32 @@ __all__ = ["Client", "AsyncClient"]
 USER_AGENT = "vibee-sessions-py/0.1"
 
 
-def _settings(base_url: Optional[str], token: Optional[str]) -> Dict[str, Any]:
+def _http_options(
+    base_url: Optional[str], token: Optional[str], timeout: float, verify: Any, transport: Any
+) -> Dict[str, Any]:
+    """What ``httpx.Client`` and ``httpx.AsyncClient`` are built with."""
     return {
         "base_url": _config.base_url(base_url),
         "headers": {
             "Authorization": f"Bearer {_config.token(token)}",
             "User-Agent": USER_AGENT,
         },
+        "timeout": timeout,
+        "verify": verify,
+        "transport": transport,
+        "follow_redirects": False,
+    }
+
+
+def _request(op: Op) -> Dict[str, Any]:
+    """The arguments of ``request`` for ``op``, the same for both clients."""
+    return {
+        "method": op.method,
+        "url": op.path,
+        "params": op.params,
+        "headers": op.headers,
+        "json": op.json_body,
+        "content": op.content,
     }
 
 
@@ -73,16 +92,9 @@ class Client:
         verify: Any = True,
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
-        s = _settings(base_url, token)
-        self.base_url: str = s["base_url"]
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            headers=s["headers"],
-            timeout=timeout,
-            verify=verify,
-            transport=transport,
-            follow_redirects=False,
-        )
+        options = _http_options(base_url, token, timeout, verify, transport)
+        self.base_url: str = options["base_url"]
+        self._http = httpx.Client(**options)
 
     def __repr__(self) -> str:
         return f"Client({self.base_url!r})"
@@ -98,14 +110,7 @@ class Client:
 
     def _call(self, op: Op) -> Any:
         try:
-            r = self._http.request(
-                op.method,
-                op.path,
-                params=op.params,
-                headers=op.headers,
-                json=op.json_body,
-                content=op.content,
-            )
+            r = self._http.request(**_request(op))
         except httpx.HTTPError as err:
             raise _transport_error(op, err) from None
         return _finish(op, Answer(r.status_code, r.headers, r.content))
@@ -245,16 +250,9 @@ class AsyncClient:
         verify: Any = True,
         transport: Optional[httpx.AsyncBaseTransport] = None,
     ) -> None:
-        s = _settings(base_url, token)
-        self.base_url: str = s["base_url"]
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=s["headers"],
-            timeout=timeout,
-            verify=verify,
-            transport=transport,
-            follow_redirects=False,
-        )
+        options = _http_options(base_url, token, timeout, verify, transport)
+        self.base_url: str = options["base_url"]
+        self._http = httpx.AsyncClient(**options)
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.base_url!r})"
@@ -270,14 +268,7 @@ class AsyncClient:
 
     async def _call(self, op: Op) -> Any:
         try:
-            r = await self._http.request(
-                op.method,
-                op.path,
-                params=op.params,
-                headers=op.headers,
-                json=op.json_body,
-                content=op.content,
-            )
+            r = await self._http.request(**_request(op))
         except httpx.HTTPError as err:
             raise _transport_error(op, err) from None
         return _finish(op, Answer(r.status_code, r.headers, r.content))

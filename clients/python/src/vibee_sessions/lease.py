@@ -90,6 +90,17 @@ class LeaseKeeper:
                 raise _lost("the lease could not be renewed for a whole TTL")
             return self._lease.fence
 
+    def fence_after_close(self) -> Optional[int]:
+        """The fence for a write after ``release()`` (``log_out()`` clears the
+        blob after the client closed): an adopted lease is still its owner's,
+        who runs this process under it, so its fence; a lease of ours was
+        released, so none (the server then refuses the write if another
+        holder took the lease meanwhile)."""
+        with self._mutex:
+            if self.adopted and self._lost is None:
+                return self._lease.fence
+            return None
+
     def _run(self) -> None:
         period = self.ttl / 3.0
         wait = period

@@ -190,9 +190,11 @@ class VibeeStorage(MemoryStorage):
         """Clear the stored blob (``Client.log_out()`` calls this, after ``close()``).
 
         After ``close()`` it goes without a fence: the server refuses it
-        (``LeaseRequired``) when another holder took the lease meanwhile.
+        (``LeaseRequired``) when another holder took the lease meanwhile. A
+        lease adopted from a supervising ``boot --exec`` is still live: its
+        fence is sent.
         """
-        fence = None if self._closed else self._keeper.fence()
+        fence = self._keeper.fence_after_close() if self._closed else self._keeper.fence()
         await _in_thread(self._client.delete_blob, self.session_id, lease_fence=fence)
         self._stored = None
 

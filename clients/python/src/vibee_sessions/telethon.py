@@ -167,9 +167,10 @@ class VibeeSession(MemorySession):
         Telethon calls it after ``disconnect()`` has closed the session and
         released the lease, so it then goes without a fence: the server
         refuses it (``LeaseRequired``) when another holder took the lease
-        meanwhile, and that holder's blob stays.
+        meanwhile, and that holder's blob stays. A lease adopted from a
+        supervising ``boot --exec`` is still live: its fence is sent.
         """
-        fence = None if self._closed else self._keeper.fence()
+        fence = self._keeper.fence_after_close() if self._closed else self._keeper.fence()
         self._client.delete_blob(self.session_id, lease_fence=fence)
         self._stored = None
         self._auth_key = None
