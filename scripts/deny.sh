@@ -18,6 +18,10 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
   echo "installing cargo-deny (cargo install --locked cargo-deny) ..." >&2
   cargo install --locked cargo-deny
 fi
+# cargo-deny reads the metadata of every platform's dependencies (wasm,
+# android, windows crates too), which a Linux build never downloads: fetch
+# them first (crates.io), so the checks themselves can run offline.
+cargo fetch --locked
 cargo deny --offline check bans licenses sources
 
 snapshot=${ADVISORY_DB:-}
