@@ -34,6 +34,11 @@ else
   pg_say "OpenBao's bao is not available: tests/transit.rs will skip (install pip, or put bao on PATH)."
 fi
 
+# tests/pooler.rs and tests/failover.rs start Debian's PgBouncer: install it
+# once here rather than from tests running in parallel.
+source scripts/lib/pgbouncer.sh
+pgbouncer_install || pg_say "tests/pooler.rs needs PgBouncer: apt-get install pgbouncer"
+
 # The tools of tests/clients.rs (a venv under target/, Debian's golang-go).
 bash scripts/openapi-client-test.sh --setup
 

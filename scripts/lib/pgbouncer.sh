@@ -27,14 +27,22 @@ pgbouncer_bin() {
 
 pgbouncer_install() {
   pgbouncer_bin >/dev/null && return 0
-  pgbouncer_say "pgbouncer is not installed; installing the Debian package ..."
-  if command -v apt-get >/dev/null 2>&1; then
-    local sudo=()
-    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer >/dev/null 2>&1 ||
-      { "${sudo[@]}" apt-get update >/dev/null 2>&1 &&
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer >/dev/null 2>&1; }
+  # Tests start bouncers in parallel: one installs while the others wait for
+  # it (two apt-gets at once fail on dpkg's lock).
+  local lock
+  exec {lock}>"${TMPDIR:-/tmp}/vibee-sessions-pgbouncer-install.lock"
+  flock "$lock"
+  if ! pgbouncer_bin >/dev/null; then
+    pgbouncer_say "pgbouncer is not installed; installing the Debian package ..."
+    if command -v apt-get >/dev/null 2>&1; then
+      local sudo=()
+      [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+      "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer >/dev/null 2>&1 ||
+        { "${sudo[@]}" apt-get update >/dev/null 2>&1 &&
+          "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer >/dev/null 2>&1; }
+    fi
   fi
+  exec {lock}>&-
   pgbouncer_bin >/dev/null && return 0
   pgbouncer_say "pgbouncer is needed and could not be installed: run apt-get install pgbouncer"
   return 1
