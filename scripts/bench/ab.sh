@@ -20,6 +20,17 @@ source scripts/lib/scratch.sh
 source scripts/lib/server.sh
 source scripts/bench/runs.sh
 declare -A R
+# "server_ticks postgres_ticks": CPU (user+system) of the server process and
+# of every postgres process so far, in clock ticks.
+cpu_ticks() {
+  local server=0 pg=0 f st
+  read -r -a st <"/proc/$1/stat" && server=$((st[13] + st[14]))
+  for f in /proc/[0-9]*/stat; do
+    read -r -a st <"$f" 2>/dev/null || continue
+    [ "${st[1]}" = "(postgres)" ] && pg=$((pg + st[13] + st[14]))
+  done
+  echo "$server $pg"
+}
 scratch_database "$admin_url" vs_ab "$B"
 "${SEED_BIN:-$root/target/release/examples/seed_sessions}" "$tenants" 0 >&2
 pg_run psql "$DATABASE_URL" -XAtqc "VACUUM ANALYZE"
@@ -33,7 +44,15 @@ for round in $(seq 1 "${ROUNDS:-2}"); do
     base=$server_url
     wrk -t2 -c16 -d1s -s scripts/bench/get.lua "$base" >/dev/null
     pp=; if [ -n "${PERF_B:-}" ] && [ $v = B ]; then perf record -F 499 -g -p "$server_pid" -o "$PERF_B" -- sleep "$duration" >/dev/null 2>&1 & pp=$!; fi
+    cpu0=$(cpu_ticks "$server_pid")
     wrk_run "get_${v}_$round" get.lua "$c"
+    cpu1=$(cpu_ticks "$server_pid")
+    # CPU per request, server and PostgreSQL apart: which side a change moved.
+    read -r n _ < <(echo "${R[get_${v}_$round]}" | awk '{print $5}')
+    R[cpu_${v}_$round]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+      split(a, x, " "); split(b, y, " ");
+      printf "server_us=%.0f pg_us=%.0f", (y[1]-x[1])/hz*1e6/n, (y[2]-x[2])/hz*1e6/n }')
+    say "cpu per request ${v} round $round: ${R[cpu_${v}_$round]}"
     [ -n "$pp" ] && { wait "$pp" || true; }
     kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
     # What the errors were: statuses other than 200, and logged errors.
