@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The API suite (tests/api.rs) once more, every test server's DATABASE_URL
+# The suites that run `serve` (tests/api.rs, tests/leases.rs,
+# tests/fencing.rs) once more, every test server's DATABASE_URL
 # going through a real PgBouncer in transaction mode (Debian's package,
 # installed when missing) with DATABASE_PREPARED_STATEMENTS=off and
 # DATABASE_DIRECT_URL at the test database (tests/common/server.rs reads
@@ -20,5 +21,5 @@ read -r pg_host pg_port < <(pg_run psql "$TEST_DATABASE_URL" -XAtqF ' ' \
 dir=$PWD/target/pgbouncer-api-$$
 trap 'pgbouncer_stop; rm -rf "$dir"' EXIT
 pgbouncer_start "$dir" "$pg_host" "$pg_port"
-echo "tests/api.rs through PgBouncer $("$(pgbouncer_bin)" --version | head -1 | awk '{print $2}') (transaction mode) on 127.0.0.1:$pgbouncer_port"
-TEST_PGBOUNCER_PORT=$pgbouncer_port cargo test --locked --test api "$@"
+echo "tests/{api,leases,fencing}.rs through PgBouncer $("$(pgbouncer_bin)" --version | head -1 | awk '{print $2}') (transaction mode) on 127.0.0.1:$pgbouncer_port"
+TEST_PGBOUNCER_PORT=$pgbouncer_port cargo test --locked --test api --test leases --test fencing "$@"

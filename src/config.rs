@@ -76,19 +76,7 @@ pub fn load_dotenv() -> Result<(), String> {
     Ok(())
 }
 
-/// A view of the environment, so tests can pass their own.
-pub trait Env {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
-    }
-}
+pub use crate::environment::{Env, ProcessEnv};
 
 pub fn database_url(env: &dyn Env) -> Result<String, ConfigError> {
     env.get("DATABASE_URL").ok_or(ConfigError::NoDatabaseUrl)

@@ -13,6 +13,7 @@ mod crypto_provider;
 pub mod db;
 pub mod domain;
 pub mod envfile;
+pub mod environment;
 pub mod hardening;
 pub mod kek;
 pub mod rotation;

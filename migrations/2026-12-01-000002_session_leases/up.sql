@@ -1,4 +1,4 @@
--- One live client per Telegram session (issue 13). The database clock
+-- One live client per Telegram session. The database clock
 -- (now()) decides when a lease has expired; nobody's local clock does.
 
 -- Fences come from one sequence: it is never reset by a purge, a

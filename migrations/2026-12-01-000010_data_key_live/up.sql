@@ -1,5 +1,5 @@
--- No row may be written under a data key that is not `primary` or `active`
--- (issue 12): a replica whose key ring is stale would otherwise seal rows
+-- No row may be written under a data key that is not `primary` or `active`:
+-- a replica whose key ring is stale would otherwise seal rows
 -- under a retired key, which no process loads, so nobody could read them.
 -- The error has its own SQLSTATE (VBK01) and names the constraint
 -- `user_sessions_data_key_live`: the service answers it by reloading its

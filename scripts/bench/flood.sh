@@ -2,7 +2,7 @@
 # Do legitimate callers keep their p99 while bogus-token clients hammer the
 # server? A fresh database and server, then examples/bogus_flood: legitimate
 # credentials reads alone, then under FLOOD bogus-token clients, side by side
-# in one run (issue 12, item 6).
+# in one run.
 #
 #   scripts/bench/flood.sh                                  # release, 512 bogus clients
 #   PROFILE=debug FLOOD=16 REQUESTS=100 scripts/bench/flood.sh   # a smoke run

@@ -1,4 +1,4 @@
-//! How the sweep yields to the API, with no knob to set (issue 17).
+//! How the sweep yields to the API, with no knob to set.
 //!
 //! Measured (docs/perf/ROTATION.md): while a rotation runs, the API's reads
 //! lose CPU to the rotation's backend (it re-encrypts and rewrites rows

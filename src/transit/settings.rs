@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
-use crate::config::Env;
 use crate::crypto::KekId;
+use crate::environment::Env;
 
 pub const DEFAULT_MOUNT: &str = "transit";
 pub const DEFAULT_APPROLE_MOUNT: &str = "approle";
