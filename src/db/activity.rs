@@ -104,8 +104,8 @@ pub async fn record_pipelined(
     Ok(())
 }
 
-/// Records an event about keys rather than a session.
-pub async fn record_key_event(
+/// Records an event about no session: about keys, or about API tokens.
+pub async fn record_unscoped_event(
     conn: &mut AsyncPgConnection,
     ctx: &AuditContext,
     kind: ActivityType,

@@ -15,7 +15,7 @@ mod hash;
 pub use cache::{TOKEN_CACHE_TTL, TOKENS_CHANNEL, TokenCache, spawn_token_watcher};
 pub use hash::TokenHash;
 
-use super::activity::{self, ActivityType, AuditContext, Event};
+use super::activity::{self, ActivityType, AuditContext};
 use super::error::DbError;
 use super::schema::api_tokens;
 use super::text_enum::text_enum;
@@ -116,7 +116,7 @@ pub async fn create(
         if inserted == 0 {
             return Err(Invalid::new("name", "is already taken by another token").into());
         }
-        record_token_event(
+        activity::record_unscoped_event(
             conn,
             ctx,
             ActivityType::TokenCreated,
@@ -126,25 +126,6 @@ pub async fn create(
     })
     .await?;
     Ok(token)
-}
-
-async fn record_token_event(
-    conn: &mut AsyncPgConnection,
-    ctx: &AuditContext,
-    kind: ActivityType,
-    details: serde_json::Value,
-) -> Result<(), DbError> {
-    activity::record(
-        conn,
-        ctx,
-        Event {
-            kind,
-            session_id: None,
-            user_id: None,
-            details,
-        },
-    )
-    .await
 }
 
 /// The token a presented secret belongs to (by its `digest`), if it exists
@@ -216,7 +197,7 @@ pub async fn revoke(
                 .await?;
             return Ok(false);
         }
-        record_token_event(
+        activity::record_unscoped_event(
             conn,
             ctx,
             ActivityType::TokenRevoked,

@@ -232,7 +232,7 @@ async fn rotate_locked(
         elapsed: started.elapsed(),
         retired,
     };
-    activity::record_key_event(
+    activity::record_unscoped_event(
         conn,
         &ctx,
         ActivityType::KeyRotationFinished,

@@ -126,7 +126,7 @@ pub async fn promote_new_primary(
         .optional()?
         .ok_or(KeyAdminError::NoPrimary)?;
         let new_primary = insert_data_key(conn, &new_key, KeyState::Primary).await?;
-        activity::record_key_event(
+        activity::record_unscoped_event(
             conn,
             ctx,
             ActivityType::KeyRotationStarted,
@@ -178,8 +178,13 @@ pub async fn retire_if_empty(
             ))
             .execute(conn)
             .await?;
-        activity::record_key_event(conn, ctx, ActivityType::KeyRetired, json!({ "key_id": id }))
-            .await?;
+        activity::record_unscoped_event(
+            conn,
+            ctx,
+            ActivityType::KeyRetired,
+            json!({ "key_id": id }),
+        )
+        .await?;
         notify(conn, &format!("retired {id}")).await?;
         Ok(true)
     })
@@ -238,7 +243,7 @@ pub async fn destroy_key(
         diesel::delete(encryption_keys::table.find(id))
             .execute(conn)
             .await?;
-        activity::record_key_event(
+        activity::record_unscoped_event(
             conn,
             ctx,
             ActivityType::KeyDestroyed,

@@ -123,7 +123,7 @@ pub async fn rewrap_all(
             }
         }
         // KEK ids are public fingerprints (shown by `keys status`), not secrets.
-        activity::record_key_event(
+        activity::record_unscoped_event(
             conn,
             ctx,
             ActivityType::MasterKeyRotated,
