@@ -724,3 +724,77 @@ async fn pagination_across_pages() {
     let expected: Vec<_> = (0..23).map(|i| format!("p{i:02}")).collect();
     assert_eq!(seen, expected);
 }
+
+/// RFC 9110 conditional writes on the session itself: `If-None-Match: *` on
+/// POST creates only, `If-Match` on POST and PATCH writes only at that
+/// version; a failed precondition is 412 and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_post_and_patch() {
+    let env = start().await;
+    let api = &env.admin;
+    let body = session("cond-user");
+    let json = body.to_string();
+    let post = |headers: &[(&str, &str)]| {
+        api.send(
+            "POST",
+            "/api/v1/sessions",
+            Some(("application/json", json.as_bytes())),
+            headers,
+        )
+    };
+
+    // If-Match on a user_id with no session: nothing to update.
+    let r = post(&[("if-match", "\"1\"")]);
+    assert_eq!(r.status, 412, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["code"], "precondition_failed");
+    assert_eq!(api.get("/api/v1/users/cond-user").status, 404);
+
+    // Create only: first 201, then 412 with the session unchanged.
+    let r = post(&[("if-none-match", "*")]);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("etag"), Some("\"1\""));
+    let r = post(&[("if-none-match", "*")]);
+    assert_eq!(r.status, 412);
+    assert_eq!(r.json()["code"], "precondition_failed");
+    assert_eq!(api.get("/api/v1/users/cond-user").json()["version"], 1);
+
+    // Malformed preconditions are 400 and write nothing.
+    for headers in [
+        vec![("if-none-match", "\"1\"")],
+        vec![("if-none-match", "*"), ("if-match", "\"1\"")],
+    ] {
+        let r = post(&headers);
+        assert_eq!(r.status, 400, "{headers:?}");
+    }
+
+    // Update only at the version named: "1" writes, then "1" again is stale.
+    let r = post(&[("if-match", "\"1\"")]);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    assert_eq!(post(&[("if-match", "\"1\"")]).status, 412);
+
+    // PATCH with If-Match: the current version writes, a stale one is 412.
+    let path = session_path(api, "cond-user");
+    let patch = |etag: &str, username: &str| {
+        api.send(
+            "PATCH",
+            &path,
+            Some((
+                "application/json",
+                json!({ "username": username }).to_string().as_bytes(),
+            )),
+            &[("if-match", etag)],
+        )
+    };
+    let r = patch("\"2\"", "bob");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("etag"), Some("\"3\""));
+    let r = patch("\"2\"", "mallory");
+    assert_eq!(r.status, 412);
+    assert_eq!(r.json()["code"], "precondition_failed");
+    let now = api.get("/api/v1/users/cond-user").json();
+    assert_eq!(
+        (now["username"].as_str(), now["version"].as_i64()),
+        (Some("bob"), Some(3))
+    );
+}
