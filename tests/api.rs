@@ -143,7 +143,16 @@ async fn health_readiness_metrics_and_keys() {
         !metrics.contains(&format!("route=\"{k_path}\"")),
         "no raw ids in labels"
     );
-    let stats = env.admin.get("/api/v1/stats").json();
+    // no-cache: figures computed after the write, not a shared copy.
+    let stats = env
+        .admin
+        .send(
+            "GET",
+            "/api/v1/stats",
+            None,
+            &[("cache-control", "no-cache")],
+        )
+        .json();
     assert_eq!(stats["sessions"]["active"], 1);
     assert_eq!(stats["sessions"]["unauthorized"], 1);
     assert!(stats["last_activity_at"].is_string());

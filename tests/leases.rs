@@ -340,7 +340,15 @@ async fn batched_renewal_list_and_stats() {
     assert!(by_id["s0"]["lease"]["expires_at"].is_string());
     assert_eq!(by_id["s1"]["lease"]["holder"], "host-a");
     assert_eq!(by_id["s2"]["lease"], Value::Null);
-    let stats = env.admin.get("/api/v1/stats").json();
+    let stats = env
+        .admin
+        .send(
+            "GET",
+            "/api/v1/stats",
+            None,
+            &[("cache-control", "no-cache")],
+        )
+        .json();
     assert_eq!(stats["leases"], json!({"held": 2, "free": 2}));
 
     // Heartbeats: the live holders, sorted; a leaving one is gone.

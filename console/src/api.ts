@@ -35,7 +35,12 @@ export async function call<T>(method: string, path: string, signal?: AbortSignal
   const headers: Record<string, string> = { Accept: "application/json" };
   const t = token();
   if (t) headers.Authorization = `Bearer ${t}`;
-  const r = await fetch(path, { method, headers, signal, credentials: "omit", cache: "no-store" });
+  // cache "default", not "no-store": for "no-store" the browser adds
+  // `Cache-Control: no-cache`, which asks the server to count every session
+  // anew for each overview (GET /api/v1/stats) instead of sharing its copy.
+  // The browser stores none of these answers either way: every API response
+  // says `Cache-Control: no-store`.
+  const r = await fetch(path, { method, headers, signal, credentials: "omit", cache: "default" });
   if (r.status === 204) return undefined as T;
   let body: unknown = null;
   try {

@@ -11,7 +11,7 @@ use crate::db::DbError;
 
 /// The body of every error response: what `into_response` serializes and
 /// what the OpenAPI document describes, so the two cannot drift.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// What is wrong, for a person.
     error: String,
@@ -40,7 +40,9 @@ pub struct ErrorBody {
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(Debug)]
+/// `Clone`: one failed shared computation (`snapshot`) answers each caller
+/// that waited on it.
+#[derive(Debug, Clone)]
 pub struct AppError {
     status: StatusCode,
     body: ErrorBody,

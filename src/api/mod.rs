@@ -18,6 +18,7 @@ mod ops;
 mod overview;
 mod session;
 mod sessions;
+mod snapshot;
 mod users;
 
 use std::sync::{Arc, OnceLock};
@@ -64,6 +65,8 @@ pub struct AppState {
     failed_lookups: limits::FailedLookups,
     openapi_json: String,
     token_uses: TokenUses,
+    /// `GET /api/v1/stats`, shared: one scan per `STATS_MAX_AGE_SECS`.
+    stats: snapshot::Shared<crate::db::stats::Stats>,
 }
 
 pub type App = Arc<AppState>;
@@ -75,20 +78,23 @@ impl AppState {
         audit: AuditQueue,
         token_cache: Arc<TokenCache>,
         metrics_token: Option<secrecy::SecretString>,
-        token_concurrency: usize,
-        token_queue_wait: Duration,
+        settings: &ApiSettings,
     ) -> App {
         let lookups = (pool.status().max_size / 4).max(1);
         Arc::new(Self {
             store: Store::new(pool, vault, audit),
             token_cache,
             metrics_token,
-            token_limits: limits::TokenLimits::new(token_concurrency, token_queue_wait),
+            token_limits: limits::TokenLimits::new(
+                settings.token_concurrency,
+                settings.token_queue_wait,
+            ),
             token_lookups: tokio::sync::Semaphore::new(lookups),
             failed_lookups: limits::FailedLookups::default(),
             metrics: metrics_handle(),
             openapi_json: openapi_json(),
             token_uses: TokenUses::default(),
+            stats: snapshot::Shared::new(settings.stats_max_age),
         })
     }
 
@@ -192,6 +198,10 @@ pub fn spawn_metrics_upkeep(
     })
 }
 
+/// `GET /api/v1/stats` counts every session: an operator console or a
+/// monitoring script polling it costs at most one scan per this period.
+pub const DEFAULT_STATS_MAX_AGE: Duration = Duration::from_secs(10);
+
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
@@ -214,6 +224,9 @@ pub struct ApiSettings {
     pub token_queue_wait: Duration,
     /// Send Strict-Transport-Security (when serving HTTPS).
     pub hsts: bool,
+    /// How old the shared stats may be (`STATS_MAX_AGE_SECS`); zero: every
+    /// call computes them (concurrent calls still share one computation).
+    pub stats_max_age: Duration,
 }
 
 impl Default for ApiSettings {
@@ -226,6 +239,7 @@ impl Default for ApiSettings {
             token_concurrency: 32,
             token_queue_wait: Duration::from_secs(5),
             hsts: false,
+            stats_max_age: DEFAULT_STATS_MAX_AGE,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::db::stats::Stats;
 
 use super::auth::{Admin, Auth, List};
 use super::error::{AppError, AppResult};
+use super::snapshot::Freshness;
 use super::{App, ErrorBody};
 use crate::db::tokens::Scope;
 
@@ -146,14 +147,55 @@ async fn authorize_scrape(
     }
 }
 
-/// Session counts and last activity: what operators watch.
+/// Session counts and last activity: what operators watch. They count every
+/// session, so every caller of this process shares one computation, at most
+/// `STATS_MAX_AGE_SECS` old (`as_of`, `Age`); `Cache-Control: no-cache`
+/// waits for one that starts after the request arrived.
 #[utoipa::path(get, path = "/api/v1/stats", tag = "operations", operation_id = "get_stats",
     security(("bearer" = ["sessions:list"])),
+    params(
+        ("Cache-Control" = Option<String>, Header, description = "`no-cache` (or `max-age=0`): figures computed after this request arrived, so every change made before it is counted; otherwise they may be up to STATS_MAX_AGE_SECS (default 10) old"),
+    ),
     responses(
-        (status = 200, description = "Active, authorized and inactive sessions; last activity; sessions per data key", body = Stats),
+        (status = 200, description = "Active, authorized and inactive sessions; last activity; sessions per data key; `as_of`, when they were computed",
+            body = Stats, headers(("Age" = u64, description = "seconds since the figures were computed"))),
     ))]
-pub async fn stats(State(app): State<App>, _auth: Auth<List>) -> AppResult<Json<Stats>> {
-    Ok(Json(app.store.stats().await?))
+pub async fn stats(
+    State(app): State<App>,
+    _auth: Auth<List>,
+    headers: HeaderMap,
+) -> AppResult<Response> {
+    let computing = app.clone();
+    let snapshot = app
+        .stats
+        .get(stats_freshness(&headers), move || async move {
+            metrics::counter!("vibee_stats_computations_total").increment(1);
+            let started = std::time::Instant::now();
+            let stats = computing.store.stats().await;
+            metrics::histogram!("vibee_stats_computation_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            Ok(stats?)
+        })
+        .await?;
+    let age = snapshot.age().as_secs().to_string();
+    Ok(([(header::AGE, age)], Json(&snapshot.value)).into_response())
+}
+
+/// RFC 9111 request directives: `no-cache`, or `max-age=0`, ask for figures
+/// computed anew. Other directives (and other `max-age`s) take the shared copy.
+fn stats_freshness(headers: &HeaderMap) -> Freshness {
+    let revalidate = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|d| d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("max-age=0"));
+    if revalidate {
+        Freshness::Revalidate
+    } else {
+        Freshness::WithinMaxAge
+    }
 }
 
 /// Encryptions and rows per data key (the nonce budget) and this process's

@@ -70,6 +70,13 @@ fn limits(env: &dyn Env) -> Result<(ApiSettings, PoolSettings), CliError> {
             0,
             3600,
         )?),
+        stats_max_age: Duration::from_secs(config::number(
+            env,
+            "STATS_MAX_AGE_SECS",
+            api::DEFAULT_STATS_MAX_AGE.as_secs(),
+            0,
+            3600,
+        )?),
         ..ApiSettings::default()
     };
     let defaults = PoolSettings::default();
@@ -173,8 +180,7 @@ pub async fn run(args: &ServeArgs, env: &dyn Env) -> Result<(), CliError> {
         audit.clone(),
         token_cache,
         metrics_token,
-        api_settings.token_concurrency,
-        api_settings.token_queue_wait,
+        &api_settings,
     );
     let upkeep = api::spawn_metrics_upkeep(app.metrics.clone(), Duration::from_secs(5));
     let gauges = api::spawn_gauge_refresh(app.clone(), metrics_refresh);

@@ -37,6 +37,10 @@ pub struct KeyUsage {
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
+    /// When these figures were computed (the computing process's clock,
+    /// taken before its first query): every change committed before it is
+    /// counted. The API serves a shared copy up to `STATS_MAX_AGE_SECS` old.
+    pub as_of: DateTime<Utc>,
     pub sessions: Counts,
     /// The newest `last_seen_at` of any session (an agent booted or reported in).
     pub last_seen_at: Option<DateTime<Utc>>,
@@ -76,6 +80,7 @@ struct Latest {
 }
 
 pub async fn stats(conn: &mut AsyncPgConnection) -> Result<Stats, DbError> {
+    let as_of = Utc::now();
     let shares = diesel::sql_query(
         "SELECT data_key_id, count(*) AS total, \
                 count(*) FILTER (WHERE is_active) AS active, \
@@ -116,6 +121,7 @@ pub async fn stats(conn: &mut AsyncPgConnection) -> Result<Stats, DbError> {
             .await?;
     let leases = super::leases::counts(conn).await?;
     Ok(Stats {
+        as_of,
         leases,
         sessions: counts,
         last_seen_at,

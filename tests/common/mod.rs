@@ -304,8 +304,7 @@ pub async fn in_process(db: &TestDb, key: &TestKey) -> server::Http {
         audit,
         Arc::new(TokenCache::default()),
         None,
-        settings.token_concurrency,
-        settings.token_queue_wait,
+        &settings,
     );
     server::Http::in_process(api::router(app, &settings))
 }
