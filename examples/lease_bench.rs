@@ -1,19 +1,23 @@
 //! Lease throughput for `scripts/bench.sh` (scripts/bench/leases.sh): takes,
-//! single renewals, one batched renewal of every lease, releases, each over
-//! the store's own statements on one connection, side by side in one run.
+//! single renewals, one batched renewal of every lease, releases, then
+//! batched takes and releases, each over the store's own statements on one
+//! connection, side by side in one run.
 //!
 //!   DATABASE_URL=... cargo run --release --example lease_bench -- [N]
 //!
 //! Uses the first N active sessions (default 10,000). Prints `name value`
 //! lines: `take_per_s`, `renew_per_s`, `release_per_s`, `single_renew_s`
 //! (N renewals one by one), `batch_renew_s` (the median of 5 batched
-//! renewals of all N in one statement) and `leases`.
+//! renewals of all N in one statement), `take_batch_per_s` and
+//! `release_batch_per_s` (all N in batches of `batch`, a boot loader's
+//! chunk), `batch` and `leases`.
 
 use std::time::Instant;
 
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
+use vibee_sessions::boot::supervise::TAKE_CHUNK;
 use vibee_sessions::config::{self, ProcessEnv};
 use vibee_sessions::db::DatabaseTarget;
 use vibee_sessions::db::activity::AuditContext;
@@ -89,11 +93,38 @@ async fn main() -> anyhow::Result<()> {
     }
     let release_s = t.elapsed().as_secs_f64();
 
+    // What a boot loader does: its share in chunks, one statement each.
+    let chunk = TAKE_CHUNK;
+    let t = Instant::now();
+    let mut fences = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(chunk) {
+        let granted = leases::take_batch(&mut conn, &ctx, holder, 300, batch).await?;
+        anyhow::ensure!(granted.len() == batch.len(), "a batched take missed leases");
+        fences.extend(granted.into_iter().map(|l| (l.session_id, l.fence)));
+    }
+    let take_batch_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for batch in fences.chunks(chunk) {
+        let released = leases::release_batch(&mut conn, &ctx, holder, batch).await?;
+        anyhow::ensure!(
+            released.len() == batch.len(),
+            "a batched release missed leases"
+        );
+    }
+    let release_batch_s = t.elapsed().as_secs_f64();
+
     println!("leases {}", ids.len());
+    println!("batch {chunk}");
     println!("take_per_s {:.0}", per_s(ids.len(), take_s));
     println!("renew_per_s {:.0}", per_s(ids.len(), single_s));
     println!("release_per_s {:.0}", per_s(ids.len(), release_s));
     println!("single_renew_s {single_s:.4}");
     println!("batch_renew_s {:.4}", batch[2]);
+    println!("take_batch_per_s {:.0}", per_s(ids.len(), take_batch_s));
+    println!(
+        "release_batch_per_s {:.0}",
+        per_s(ids.len(), release_batch_s)
+    );
     Ok(())
 }

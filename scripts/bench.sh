@@ -5,6 +5,8 @@
 #   scripts/bench.sh                      # the full run: about 10 minutes
 #   SCALE="10000 100000 1000000" scripts/bench.sh --scale
 #                                          # the growth table (scripts/bench/scale.sh)
+#   PROFILE=release TENANTS=100000 scripts/bench.sh --settle
+#                                          # only the lease settle run (scripts/bench/lease-settle.sh)
 #   DURATION=2 TENANTS=200 ROTATION_ROWS=2000 CRITERION=0 OUT=target/bench.md scripts/bench.sh
 #                                          # a smoke run: seconds
 #
@@ -33,6 +35,11 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" = --scale ]; then
   shift
   exec bash scripts/bench/scale.sh "$@"
+fi
+# The lease settle run alone (scripts/bench/lease-settle.sh).
+if [ "${1:-}" = --settle ]; then
+  shift
+  exec bash scripts/bench/lease-settle.sh "$@"
 fi
 root=$(pwd)
 source scripts/lib/postgres.sh

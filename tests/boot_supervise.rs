@@ -338,6 +338,60 @@ async fn loaders_split_all_sessions_through_a_join_and_a_kill() {
     );
 }
 
+/// Three loaders started at once over 300 sessions: each may plan before
+/// it sees the others, yet they split them without a double, none above
+/// its share, and give every lease back (one batch each) when stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_loaders_started_together_split_300_sessions() {
+    let db = TestDb::new().await;
+    let key = TestKey::generate();
+    seed(&db, &key, 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = agent_script(dir.path());
+    let holders = ["ta", "tb", "tc"];
+    let loaders: Vec<Loader> = holders
+        .iter()
+        .map(|h| start(loader(&db, &key, h, &["--all"], &script)))
+        .collect();
+    wait_for(
+        "three loaders to split 300",
+        Duration::from_secs(18),
+        || settled(&coverage(dir.path(), &holders), 3, 300),
+    );
+    let rows = lease_rows(&db).await;
+    assert_eq!(rows.len(), 300);
+    for h in holders {
+        assert_eq!(rows.iter().filter(|r| r.1 == h).count(), 100, "{h}");
+    }
+    for mut l in loaders {
+        term(&l);
+        assert_eq!(l.wait().unwrap().code(), Some(7));
+    }
+    assert!(lease_rows(&db).await.is_empty(), "every lease released");
+    // Nothing expired or was taken over: every lease taken (also one handed
+    // over when a loader took more than its share at first) was released.
+    let count = |kind: &'static str| {
+        let db = &db;
+        async move {
+            let n: i64 = db
+                .client()
+                .await
+                .query_one(
+                    "SELECT count(*) FROM session_activity WHERE activity_type = $1",
+                    &[&kind],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n
+        }
+    };
+    let taken = count("lease_taken").await;
+    assert!(taken >= 300, "{taken}");
+    assert_eq!(count("lease_released").await, taken);
+    assert_eq!(count("lease_taken_over").await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn printing_takes_no_lease_and_the_api_source_leases_over_rest() {
     let db = TestDb::new().await;

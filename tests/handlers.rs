@@ -599,6 +599,21 @@ async fn scope_matrix() {
         ("POST", &break_path, None, "admin"),
         (
             "POST",
+            "/api/v1/leases/take",
+            Some((
+                "application/json",
+                b"{\"holder\":\"matrix\",\"session_ids\":[]}",
+            )),
+            "sessions:read,sessions:boot",
+        ),
+        (
+            "POST",
+            "/api/v1/leases/release",
+            Some(("application/json", b"{\"holder\":\"matrix\",\"fences\":{}}")),
+            "sessions:read,sessions:boot",
+        ),
+        (
+            "POST",
             "/api/v1/leases/renew",
             Some(("application/json", b"{\"holder\":\"matrix\",\"fences\":{}}")),
             "sessions:read,sessions:boot",

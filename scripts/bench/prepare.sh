@@ -1,13 +1,19 @@
 # shellcheck shell=bash
 # Shared by scripts/bench.sh and scripts/bench/scale.sh (sourced after `cd`
 # to the repository and `source scripts/lib/postgres.sh`, with $profile,
-# $admin_url, $root and `say` set): installs the load tools when missing,
-# makes sure PostgreSQL runs, builds the binaries. Sets flags, bin, seed.
+# $admin_url, $root and `say` set): installs the load tools when missing
+# (only those named in $bench_tools when it is set), makes sure PostgreSQL
+# runs, builds the binaries. Sets flags, bin, seed.
 # --- tools ---------------------------------------------------------------
 need_pkgs=()
-command -v wrk >/dev/null || need_pkgs+=(wrk)
-command -v pgbench >/dev/null || need_pkgs+=(postgresql-contrib)
-command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+for tool in ${bench_tools:-wrk pgbench psql}; do
+  command -v "$tool" >/dev/null && continue
+  case $tool in
+    wrk) need_pkgs+=(wrk) ;;
+    pgbench) need_pkgs+=(postgresql-contrib) ;;
+    psql) need_pkgs+=(postgresql-client) ;;
+  esac
+done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${need_pkgs[*]} from Debian"

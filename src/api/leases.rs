@@ -2,8 +2,6 @@
 //! client per Telegram session. The database clock decides expiry; the
 //! fence grows strictly every time a lease changes hands.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -18,10 +16,6 @@ use super::auth::{Admin, Auth, ReadOrBoot};
 use super::error::{AppError, AppResult};
 use super::extract::{JsonBody, PathId, QueryParams};
 use super::{App, ErrorBody};
-
-/// Routes whose bodies may be larger than the default limit: a batched
-/// renewal of 10,000 leases is about half a megabyte.
-pub const RENEW_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -190,62 +184,6 @@ pub async fn break_lease(
         .await?
         .map(Json)
         .ok_or_else(no_lease)
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenewLeases {
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = r"^[A-Za-z0-9_:@-][A-Za-z0-9_.:@-]{0,127}$"
-    )]
-    holder: String,
-    /// 5-3600 (default 60).
-    #[schema(minimum = 5, maximum = 3600)]
-    ttl_seconds: Option<i32>,
-    /// The leases to renew: session_id to the fence it was given (at most 10,000).
-    fences: BTreeMap<String, i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct Renewed {
-    /// Renewed with their new expiry.
-    renewed: Vec<Lease>,
-    /// Named but not renewed: expired, broken, released, or the fence moved
-    /// on. Stop using these sessions.
-    lost: Vec<String>,
-}
-
-#[utoipa::path(
-    post,
-    path = "/api/v1/leases/renew",
-    tag = "leases",
-    operation_id = "renew_leases",
-    request_body = RenewLeases,
-    security(("bearer" = ["sessions:read"]), ("bearer" = ["sessions:boot"])),
-    responses(
-        (status = 200, description = "Every lease still live under this holder and fence renewed, in one statement", body = Renewed),
-        (status = 413, description = "Body over 2 MiB", body = ErrorBody),
-        (status = 422, description = "Invalid holder, ttl_seconds, a session_id, or over 10,000 fences", body = ErrorBody),
-    )
-)]
-pub async fn renew(
-    State(app): State<App>,
-    _auth: Auth<ReadOrBoot>,
-    JsonBody(body): JsonBody<RenewLeases>,
-) -> AppResult<Json<Renewed>> {
-    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_TTL_SECONDS);
-    let fences: Vec<(String, i64)> = body.fences.into_iter().collect();
-    let renewed = app.store.renew_leases(&body.holder, ttl, &fences).await?;
-    let kept: std::collections::HashSet<&str> =
-        renewed.iter().map(|l| l.session_id.as_str()).collect();
-    let lost = fences
-        .iter()
-        .filter(|(s, _)| !kept.contains(s.as_str()))
-        .map(|(s, _)| s.clone())
-        .collect();
-    Ok(Json(Renewed { renewed, lost }))
 }
 
 #[derive(Deserialize, ToSchema)]

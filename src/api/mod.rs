@@ -11,6 +11,7 @@ mod extract;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+mod lease_batch;
 mod leases;
 pub mod limits;
 mod middleware;
@@ -125,8 +126,10 @@ fn routes() -> (Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(leases::break_lease))
         .merge(
             OpenApiRouter::new()
-                .routes(routes!(leases::renew))
-                .layer(DefaultBodyLimit::max(leases::RENEW_BODY_LIMIT)),
+                .routes(routes!(lease_batch::take))
+                .routes(routes!(lease_batch::release))
+                .routes(routes!(lease_batch::renew))
+                .layer(DefaultBodyLimit::max(lease_batch::BATCH_BODY_LIMIT)),
         )
         .routes(routes!(leases::heartbeat))
         .routes(routes!(leases::leave))

@@ -152,26 +152,53 @@ impl ApiSource {
         Ok(r.renewed.into_iter().map(|l| l.session_id).collect())
     }
 
-    pub fn release_lease(
+    /// Takes the named sessions in one request (`POST /api/v1/leases/take`):
+    /// the granted ones with their fences.
+    pub fn take_leases(
         &self,
-        session_id: &str,
         holder: &str,
-        fence: i64,
-    ) -> Result<(), BootError> {
-        let url = format!(
-            "{}?holder={}&fence={fence}",
-            self.lease_url(session_id),
-            utf8_percent_encode(holder, SEGMENT)
-        );
-        match self.call("DELETE", &url, None)? {
-            // 404/409: already gone or taken over; nothing of ours to release.
-            (204 | 404 | 409, _) => Ok(()),
-            (status, body) => Err(Self::fail(
-                &format!("release the lease of {session_id}"),
-                status,
-                &body,
-            )),
+        ttl: i32,
+        session_ids: &[String],
+    ) -> Result<Vec<(String, i64)>, BootError> {
+        let (status, body) = self.call(
+            "POST",
+            &format!("{}/api/v1/leases/take", self.base),
+            Some(json!({ "holder": holder, "ttl_seconds": ttl, "session_ids": session_ids })),
+        )?;
+        if status != 200 {
+            return Err(Self::fail("take the leases", status, &body));
         }
+        #[derive(Deserialize)]
+        struct Taken {
+            granted: Vec<GrantedLease>,
+        }
+        #[derive(Deserialize)]
+        struct GrantedLease {
+            session_id: String,
+            fence: i64,
+        }
+        let t: Taken = serde_json::from_str(&body)
+            .map_err(|e| BootError::Failure(format!("take the leases: unexpected answer: {e}")))?;
+        Ok(t.granted
+            .into_iter()
+            .map(|g| (g.session_id, g.fence))
+            .collect())
+    }
+
+    /// Releases the given leases in one request (`POST /api/v1/leases/release`);
+    /// the stale ones (already gone or taken over) are nothing of ours.
+    pub fn release_leases(&self, holder: &str, fences: &[(String, i64)]) -> Result<(), BootError> {
+        let map: serde_json::Map<String, Value> =
+            fences.iter().map(|(s, f)| (s.clone(), json!(f))).collect();
+        let (status, body) = self.call(
+            "POST",
+            &format!("{}/api/v1/leases/release", self.base),
+            Some(json!({ "holder": holder, "fences": map })),
+        )?;
+        if status != 200 {
+            return Err(Self::fail("release the leases", status, &body));
+        }
+        Ok(())
     }
 
     pub fn heartbeat(&self, holder: &str, ttl: i32) -> Result<Vec<String>, BootError> {

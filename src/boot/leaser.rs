@@ -89,7 +89,7 @@ impl Leaser {
         fences: Vec<(String, i64)>,
     ) -> Result<HashSet<String>, BootError> {
         let mut renewed = HashSet::new();
-        for chunk in fences.chunks(leases::MAX_RENEW_BATCH) {
+        for chunk in fences.chunks(leases::MAX_BATCH) {
             match self {
                 Leaser::Db { pool, .. } => {
                     let mut conn = Self::conn(pool).await?;
@@ -105,27 +105,54 @@ impl Leaser {
         Ok(renewed)
     }
 
-    pub async fn release(
+    /// Takes the named sessions, `leases::MAX_BATCH` a statement (or a
+    /// request): the granted ones with their fences. The others are held by
+    /// another loader, deactivated or gone.
+    pub async fn take_batch(
         &self,
-        session_id: &str,
         holder: &str,
-        fence: i64,
-    ) -> Result<(), BootError> {
-        match self {
-            Leaser::Db { pool, .. } => {
-                let mut conn = Self::conn(pool).await?;
-                match leases::release(&mut conn, &AuditContext::cli(), session_id, holder, fence)
-                    .await
-                {
-                    Ok(_) | Err(DbError::NotFound) => Ok(()),
-                    Err(e) => Err(e.into()),
+        ttl: i32,
+        session_ids: Vec<String>,
+    ) -> Result<Vec<(String, i64)>, BootError> {
+        let mut granted = Vec::with_capacity(session_ids.len());
+        for chunk in session_ids.chunks(leases::MAX_BATCH) {
+            match self {
+                Leaser::Db { pool, .. } => {
+                    let mut conn = Self::conn(pool).await?;
+                    let ctx = AuditContext::cli();
+                    let taken = leases::take_batch(&mut conn, &ctx, holder, ttl, chunk).await?;
+                    granted.extend(taken.into_iter().map(|l| (l.session_id, l.fence)));
+                }
+                Leaser::Api(api) => {
+                    let (h, c) = (holder.to_owned(), chunk.to_vec());
+                    granted.extend(blocking(api, move |a| a.take_leases(&h, ttl, &c)).await?);
                 }
             }
-            Leaser::Api(api) => {
-                let (s, h) = (session_id.to_owned(), holder.to_owned());
-                blocking(api, move |a| a.release_lease(&s, &h, fence)).await
+        }
+        Ok(granted)
+    }
+
+    /// Releases the given leases, `leases::MAX_BATCH` a statement (or a
+    /// request); the ones no longer ours at that fence are left alone.
+    pub async fn release_batch(
+        &self,
+        holder: &str,
+        fences: Vec<(String, i64)>,
+    ) -> Result<(), BootError> {
+        for chunk in fences.chunks(leases::MAX_BATCH) {
+            match self {
+                Leaser::Db { pool, .. } => {
+                    let mut conn = Self::conn(pool).await?;
+                    let ctx = AuditContext::cli();
+                    leases::release_batch(&mut conn, &ctx, holder, chunk).await?;
+                }
+                Leaser::Api(api) => {
+                    let (h, c) = (holder.to_owned(), chunk.to_vec());
+                    blocking(api, move |a| a.release_leases(&h, &c)).await?;
+                }
             }
         }
+        Ok(())
     }
 
     pub async fn heartbeat(&self, holder: &str, ttl: i32) -> Result<Vec<String>, BootError> {

@@ -6,7 +6,9 @@
 //! every active session. A loader above its share (a loader joined) releases
 //! the excess; one below takes free sessions. The order in which a loader
 //! tries free sessions is its own (rendezvous hashing of holder and
-//! session), so loaders rarely race for the same one.
+//! session): first the ones it owns (it likes them best of all live
+//! loaders: each session has one owner), then the others. Loaders that
+//! fill their shares at the same time rarely race for the same one.
 
 use std::collections::{BTreeSet, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -44,11 +46,15 @@ pub fn share_of(active: usize, live_loaders: usize) -> usize {
     active.div_ceil(live_loaders.max(1))
 }
 
-/// What `me` (holding `held`) should do, given the live loaders (`me`
-/// counts even when its heartbeat is not in yet) and the active sessions.
+/// The live loaders: `me` counts even when its heartbeat is not in yet.
+pub fn loaders(me: &str, live: &[String]) -> usize {
+    live.len() + usize::from(!live.iter().any(|l| l == me))
+}
+
+/// What `me` (holding `held`) should do, given the live loaders and the
+/// active sessions.
 pub fn plan(me: &str, live: &[String], slots: &[Slot], held: &BTreeSet<String>) -> Plan {
-    let loaders = live.len() + usize::from(!live.iter().any(|l| l == me));
-    let share = share_of(slots.len(), loaders);
+    let share = share_of(slots.len(), loaders(me, live));
     let active: HashSet<&str> = slots.iter().map(|s| s.session_id.as_str()).collect();
     let drop: Vec<String> = held
         .iter()
@@ -73,7 +79,18 @@ pub fn plan(me: &str, live: &[String], slots: &[Slot], held: &BTreeSet<String>) 
             .iter()
             .filter(|s| s.holder.is_none() && !held.contains(&s.session_id))
             .collect();
-        free.sort_by_key(|s| std::cmp::Reverse(score(me, &s.session_id)));
+        // The ones it owns first: loaders that fill their shares at once
+        // start on disjoint sessions instead of racing for the same ones.
+        let others: Vec<&str> = live
+            .iter()
+            .map(String::as_str)
+            .filter(|l| *l != me)
+            .collect();
+        free.sort_by_cached_key(|s| {
+            let mine = score(me, &s.session_id);
+            let owned = others.iter().all(|l| score(l, &s.session_id) < mine);
+            std::cmp::Reverse((owned, mine))
+        });
         plan.candidates = free.into_iter().map(|s| s.session_id.clone()).collect();
     }
     plan
@@ -125,6 +142,34 @@ mod tests {
         for me in &live {
             assert_eq!(owner.iter().filter(|o| o.as_ref() == Some(me)).count(), 100);
         }
+    }
+
+    /// Loaders that plan at once from the same view start on disjoint
+    /// sessions: each free one is in exactly one loader's first third.
+    #[test]
+    fn loaders_starting_together_begin_on_disjoint_sessions() {
+        let live = names(&["a", "b", "c"]);
+        let s = slots(3000, |_| None);
+        let mut firsts: Vec<BTreeSet<String>> = Vec::new();
+        for me in &live {
+            let p = plan(me, &live, &s, &BTreeSet::new());
+            assert_eq!(p.candidates.len(), 3000);
+            let owned = p
+                .candidates
+                .iter()
+                .take_while(|c| live.iter().all(|l| l == me || score(l, c) < score(me, c)))
+                .cloned()
+                .collect();
+            firsts.push(owned);
+        }
+        let total: usize = firsts.iter().map(BTreeSet::len).sum();
+        let union: BTreeSet<&String> = firsts.iter().flatten().collect();
+        assert_eq!((total, union.len()), (3000, 3000));
+        assert!(
+            firsts.iter().all(|f| (850..1150).contains(&f.len())),
+            "{:?}",
+            firsts.iter().map(BTreeSet::len).collect::<Vec<_>>()
+        );
     }
 
     #[test]

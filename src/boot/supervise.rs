@@ -17,7 +17,14 @@ use std::time::{Duration, Instant};
 use super::BootError;
 use super::child::{Signals, agent_command, exit_code, signal_child, spawn};
 use super::leaser::{Leaser, TakeOutcome};
-use super::share::{self, Slot};
+use super::share::Slot;
+
+mod rebalance;
+pub use rebalance::TAKE_CHUNK;
+
+/// Rounds in a row that may follow each other at once, without starting
+/// the agent in between, while a loader fills its share.
+const MAX_QUICK_ROUNDS: usize = 3;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -128,19 +135,22 @@ impl Supervisor {
                     Some(_) => {}
                 }
             }
-            if !self.held.is_empty() && self.renewed_at.elapsed() >= self.settings.ttl / 2 {
-                return Event::Tick;
-            }
             let now = Instant::now();
-            if now >= deadline {
-                return Event::Tick;
-            }
-            let nap = (deadline - now).min(Duration::from_millis(50));
+            let due = now >= deadline
+                || (!self.held.is_empty() && self.renewed_at.elapsed() >= self.settings.ttl / 2);
+            // Signals are looked at also when the tick is due: rounds that
+            // follow each other at once must still notice a stop.
+            let nap = if due {
+                Duration::ZERO
+            } else {
+                (deadline - now).min(Duration::from_millis(50))
+            };
             let sig = tokio::select! {
-                _ = tokio::time::sleep(nap) => None,
+                biased;
                 _ = self.signals.term.recv() => Some(libc::SIGTERM),
                 _ = self.signals.int.recv() => Some(libc::SIGINT),
                 _ = self.signals.hup.recv() => Some(libc::SIGHUP),
+                _ = tokio::time::sleep(nap) => None,
             };
             if let Some(sig) = sig {
                 if let Some(r) = &self.running {
@@ -149,6 +159,8 @@ impl Supervisor {
                 if sig != libc::SIGHUP && self.stopping.is_none() {
                     self.stopping = Some((sig, Instant::now()));
                 }
+            } else if due {
+                return Event::Tick;
             }
         }
     }
@@ -156,15 +168,20 @@ impl Supervisor {
     /// Gives up every lease: the agent is stopped first.
     async fn release_all(&mut self) {
         self.stop_child().await;
-        let held = std::mem::take(&mut self.held);
-        for (sid, (_, fence)) in held {
-            let r = bounded(
-                self.settings.period(),
-                self.leaser.release(&sid, &self.settings.holder, fence),
-            );
-            if let Err(e) = r.await {
-                tracing::warn!(session_id = %sid, error = %e, "could not release a lease; it will expire");
-            }
+        let fences: Vec<(String, i64)> = std::mem::take(&mut self.held)
+            .into_iter()
+            .map(|(sid, (_, fence))| (sid, fence))
+            .collect();
+        if fences.is_empty() {
+            return;
+        }
+        let count = fences.len();
+        let r = bounded(
+            self.settings.period(),
+            self.leaser.release_batch(&self.settings.holder, fences),
+        );
+        if let Err(e) = r.await {
+            tracing::warn!(leases = count, error = %e, "could not release the leases; they will expire");
         }
     }
 
@@ -321,82 +338,48 @@ impl Supervisor {
         }
     }
 
-    /// Takes its share, hands over what is above it, drops what is gone.
-    async fn rebalance(&mut self) -> Result<usize, BootError> {
-        let ttl = self.settings.ttl_seconds();
-        let limit = self.settings.period();
-        let live = bounded(limit, self.leaser.heartbeat(&self.settings.holder, ttl)).await?;
-        let slots = bounded(limit, self.leaser.slots()).await?;
-        let held: BTreeSet<String> = self.held.keys().cloned().collect();
-        let plan = share::plan(&self.settings.holder, &live, &slots, &held);
-        let out: Vec<String> = plan.drop.iter().chain(&plan.release).cloned().collect();
-        if !out.is_empty() {
-            tracing::info!(
-                handing_over = plan.release.len(),
-                dropped = plan.drop.len(),
-                share = plan.share,
-                "giving up leases"
-            );
-            // The agent stops before anyone else can take what it runs.
-            self.stop_child().await;
-            for sid in out {
-                if let Some((_, fence)) = self.held.remove(&sid) {
-                    bounded(
-                        limit,
-                        self.leaser.release(&sid, &self.settings.holder, fence),
-                    )
-                    .await?;
-                }
-            }
-        }
-        let by_id: BTreeMap<&str, &Slot> =
-            slots.iter().map(|s| (s.session_id.as_str(), s)).collect();
-        // Takes are one statement each: a round stops taking after half a
-        // period, so the leases already held are renewed in time. The rest
-        // are taken in the next rounds.
-        let started = Instant::now();
-        for sid in plan.candidates {
-            if self.held.len() >= plan.share || started.elapsed() >= limit / 2 {
-                break;
-            }
-            match bounded(limit, self.leaser.take(&sid, &self.settings.holder, ttl)).await {
-                Ok(TakeOutcome::Granted(g)) => {
-                    let slot = (*by_id[sid.as_str()]).clone();
-                    self.held.insert(sid, (slot, g.fence));
-                }
-                // Another loader was quicker, or it was deactivated: next.
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "taking a lease failed; retrying next period");
-                    break;
-                }
-            }
-        }
-        Ok(slots.len())
-    }
-
     /// Every active session, split with the other live loaders.
     pub async fn run_all(mut self) -> Result<i32, BootError> {
         let mut first = true;
+        let mut quick = 0;
         loop {
             let tick = Instant::now();
             self.renew().await;
-            match self.rebalance().await {
-                Ok(0) if first => {
-                    self.finish(0).await;
-                    return Err(BootError::NoActiveSessions);
+            let mut next = tick + self.settings.period();
+            // Stopping: only renew until the agent is gone.
+            let mut filling = false;
+            if self.stopping.is_none() {
+                match self.rebalance().await {
+                    Ok(round) if round.active == 0 && first => {
+                        self.finish(0).await;
+                        return Err(BootError::NoActiveSessions);
+                    }
+                    Ok(round) => {
+                        first = false;
+                        filling = round.unfinished && quick < MAX_QUICK_ROUNDS;
+                    }
+                    Err(e) if first => {
+                        self.finish(0).await;
+                        return Err(e);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rebalancing failed; keeping the current set")
+                    }
                 }
-                Ok(_) => first = false,
-                Err(e) if first => {
-                    self.finish(0).await;
-                    return Err(e);
+            }
+            if filling {
+                // Cut short with more to take: go on at once (renewing
+                // first), and start the agent once, with the whole share,
+                // instead of once per round.
+                quick += 1;
+                next = Instant::now();
+            } else {
+                quick = 0;
+                if let Err(e) = self.converge(false).await {
+                    tracing::warn!(error = %e, "could not start the agent; retrying next period");
                 }
-                Err(e) => tracing::warn!(error = %e, "rebalancing failed; keeping the current set"),
             }
-            if let Err(e) = self.converge(false).await {
-                tracing::warn!(error = %e, "could not start the agent; retrying next period");
-            }
-            match self.wait(tick + self.settings.period()).await {
+            match self.wait(next).await {
                 Event::ChildExited(code) | Event::Stop(code) => return Ok(self.finish(code).await),
                 Event::Tick => {}
             }

@@ -10,11 +10,12 @@
 //! (which winds the sequence back).
 //!
 //! Renewals are not audited (a loader renews every few seconds); they are
-//! counted in `vibee_lease_renewals_total`.
+//! counted in `vibee_lease_renewals_total`. Takes, releases and renewals of
+//! many leases at once are one statement per batch (`batch.rs`).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 
@@ -22,16 +23,18 @@ use super::activity::{ActivityType, AuditContext};
 use super::error::DbError;
 use crate::domain::validate::{self, Invalid};
 
+#[macro_use]
+mod sql;
+mod batch;
 mod holders;
 mod view;
+pub use batch::{MAX_BATCH, release_batch, renew_batch, take_batch};
 pub use holders::{heartbeat, leave};
 pub use view::{LeaseCounts, Slot, counts, live_for, live_locked, slots};
 
 pub const MIN_TTL_SECONDS: i32 = 5;
 pub const MAX_TTL_SECONDS: i32 = 3600;
 pub const DEFAULT_TTL_SECONDS: i32 = 60;
-/// Leases one batched renewal may name.
-pub const MAX_RENEW_BATCH: usize = 10_000;
 
 /// A lease as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, QueryableByName, utoipa::ToSchema)]
@@ -109,46 +112,21 @@ struct TakeRow {
     changed: Option<bool>,
 }
 
-/// The `SET` of a take: a live lease of the same holder keeps its fence
-/// (a renewal); anything else gets the fresh fence of `EXCLUDED`, and never
-/// less than one more than the row's. A fresh fence is at least the database
-/// clock in microseconds: a restore from backup winds the sequence back,
-/// not the clock, so fences handed out since the backup (which holders from
-/// before the restore may still send) are not handed out again. Every
-/// expression reads the row as it was before the update.
-const TAKE_SQL: &str = "\
-WITH s AS (
+const TAKE_SQL: &str = concat!(
+    "WITH s AS (
     SELECT session_id, user_id, is_active FROM user_sessions WHERE session_id = $1
 ), up AS (
-    INSERT INTO session_leases AS l (session_id, holder, fence, acquired_at, expires_at)
-    SELECT session_id, $2,
-           greatest(nextval('session_lease_fence'),
-                    (extract(epoch FROM clock_timestamp()) * 1000000)::bigint),
-           now(), now() + $3 * interval '1 second'
-    FROM s WHERE is_active
-    ON CONFLICT (session_id) DO UPDATE SET
-        fence = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
-                     THEN l.fence ELSE greatest(EXCLUDED.fence, l.fence + 1) END,
-        acquired_at = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
-                           THEN l.acquired_at ELSE now() END,
-        prior_holder = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_at > now()
-                            THEN l.prior_holder ELSE l.holder END,
-        holder = EXCLUDED.holder,
-        expires_at = EXCLUDED.expires_at
-    WHERE l.holder = EXCLUDED.holder OR l.expires_at <= now()
-    RETURNING l.session_id, l.holder, l.fence, l.expires_at, l.prior_holder,
-              l.acquired_at = now() AS changed
+    ",
+    take_upsert!("FROM s WHERE is_active"),
+    "
 ), audit AS (
-    INSERT INTO session_activity (session_id, user_id, activity_type, actor, request_id, details)
-    SELECT up.session_id, s.user_id,
-           CASE WHEN up.prior_holder IS NULL THEN $6 ELSE $7 END,
-           $4, $5,
-           jsonb_strip_nulls(jsonb_build_object('holder', up.holder, 'fence', up.fence,
-               'ttl_seconds', $3, 'prior_holder', up.prior_holder))
-    FROM up, s WHERE up.changed
+    ",
+    take_audit!(),
+    "
 )
 SELECT s.is_active, up.holder, up.fence, up.expires_at, up.prior_holder, up.changed
-FROM s LEFT JOIN up ON true";
+FROM s LEFT JOIN up ON true"
+);
 
 /// Takes or renews the lease of `session_id` for `holder`. `NotFound` when
 /// there is no such session.
@@ -341,45 +319,6 @@ pub async fn break_lease(
         get(conn, session_id).await?;
     }
     Ok(broken)
-}
-
-/// Renews every named lease `holder` still holds live with that fence, in
-/// one statement. Returns the renewed ones; the others are lost (expired,
-/// broken, released, or the fence moved on).
-pub async fn renew_batch(
-    conn: &mut AsyncPgConnection,
-    holder: &str,
-    ttl_seconds: i32,
-    fences: &[(String, i64)],
-) -> Result<Vec<Lease>, DbError> {
-    validate_holder(holder)?;
-    validate_ttl(ttl_seconds)?;
-    if fences.len() > MAX_RENEW_BATCH {
-        return Err(Invalid::new(
-            "fences",
-            format!("may name at most {MAX_RENEW_BATCH} leases"),
-        )
-        .into());
-    }
-    for (session_id, _) in fences {
-        validate::identifier("session_id", session_id)?;
-    }
-    let (ids, fs): (Vec<&str>, Vec<i64>) = fences.iter().map(|(s, f)| (s.as_str(), *f)).unzip();
-    let renewed: Vec<Lease> = diesel::sql_query(
-        "UPDATE session_leases AS l SET expires_at = now() + $2 * interval '1 second' \
-         FROM unnest($3::text[], $4::bigint[]) AS v(session_id, fence) \
-         WHERE l.session_id = v.session_id AND l.fence = v.fence \
-           AND l.holder = $1 AND l.expires_at > now() \
-         RETURNING l.session_id, l.holder, l.fence, l.expires_at",
-    )
-    .bind::<Text, _>(holder)
-    .bind::<Integer, _>(ttl_seconds)
-    .bind::<Array<Text>, _>(&ids)
-    .bind::<Array<BigInt>, _>(&fs)
-    .load(conn)
-    .await?;
-    metrics::counter!("vibee_lease_renewals_total").increment(renewed.len() as u64);
-    Ok(renewed)
 }
 
 #[derive(QueryableByName)]

@@ -65,6 +65,31 @@ impl Store {
         leases::renew_batch(&mut conn, holder, ttl_seconds, fences).await
     }
 
+    /// Takes every named session that is free, expired or already
+    /// `holder`'s, in one statement; returns the granted leases.
+    pub async fn take_leases(
+        &self,
+        ctx: &AuditContext,
+        holder: &str,
+        ttl_seconds: i32,
+        session_ids: &[String],
+    ) -> Result<Vec<Lease>, DbError> {
+        let mut conn = self.flushed_conn().await?;
+        leases::take_batch(&mut conn, ctx, holder, ttl_seconds, session_ids).await
+    }
+
+    /// Releases every named lease `holder` still holds at that fence, in
+    /// one statement; returns the released session ids.
+    pub async fn release_leases(
+        &self,
+        ctx: &AuditContext,
+        holder: &str,
+        fences: &[(String, i64)],
+    ) -> Result<Vec<String>, DbError> {
+        let mut conn = self.flushed_conn().await?;
+        leases::release_batch(&mut conn, ctx, holder, fences).await
+    }
+
     /// A boot loader's heartbeat: the live holders, itself included.
     pub async fn announce_holder(
         &self,
