@@ -322,12 +322,13 @@ macro_rules! assert_no_impl {
     }};
 }
 
-/// docs/SECURITY.md: the key types have no `Debug` and no `Clone`, so no
-/// `{:?}` or stray copy can print or spread key bytes. This test does not
-/// compile once one of them gains either.
+/// docs/SECURITY.md: the key types (and an opened `Plaintext`) have no
+/// `Debug` and no `Clone`, so no `{:?}` or stray copy can print or spread
+/// key bytes or secrets. This test does not compile once one of them gains
+/// either.
 #[test]
 fn key_types_have_no_debug_and_no_clone() {
-    use vibee_sessions::crypto::{DataKey, KeyRing, MasterKey, MasterKeys};
+    use vibee_sessions::crypto::{DataKey, KeyRing, MasterKey, MasterKeys, Plaintext};
     assert_no_impl!(MasterKey: std::fmt::Debug);
     assert_no_impl!(MasterKey: Clone);
     assert_no_impl!(MasterKeys: std::fmt::Debug);
@@ -336,4 +337,7 @@ fn key_types_have_no_debug_and_no_clone() {
     assert_no_impl!(DataKey: Clone);
     assert_no_impl!(KeyRing: std::fmt::Debug);
     assert_no_impl!(KeyRing: Clone);
+    // An opened value: no `{:?}` prints it, no copy escapes its wipe.
+    assert_no_impl!(Plaintext: std::fmt::Debug);
+    assert_no_impl!(Plaintext: Clone);
 }

@@ -1,11 +1,10 @@
 //! The one place that calls AES-256-GCM. Everything above it works in whole
 //! messages; this works in buffers, so a seal costs one allocation.
 
+use super::error::DecryptError;
+use super::plaintext::Plaintext;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Key, Nonce, Tag};
-use zeroize::Zeroizing;
-
-use super::error::DecryptError;
 
 pub(super) const KEY_LEN: usize = 32;
 pub(super) const NONCE_LEN: usize = 12;
@@ -37,29 +36,72 @@ impl Cipher {
         out.extend_from_slice(&tag);
     }
 
-    /// Decrypts `ciphertext ‖ tag` into a zeroizing buffer.
+    /// Encrypts `out[start..aad_at]` in place, authenticating `out[aad_at..]`
+    /// as the associated data, then puts the tag in the associated data's
+    /// place: the caller builds both in one buffer.
+    pub(super) fn seal_before_associated_data(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        out: &mut Vec<u8>,
+        start: usize,
+        aad_at: usize,
+    ) {
+        let (message, aad) = out.split_at_mut(aad_at);
+        let tag = self
+            .0
+            .encrypt_inout_detached(&Nonce::from(*nonce), aad, (&mut message[start..]).into())
+            // Only fails for messages longer than GCM's 64 GiB limit, which no field reaches.
+            .expect("AES-GCM refused a message: longer than 64 GiB");
+        out.truncate(aad_at);
+        out.extend_from_slice(&tag);
+    }
+
+    /// Decrypts `ciphertext ‖ tag` into a buffer wiped on drop.
     pub(super) fn open(
         &self,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
         ciphertext_and_tag: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+    ) -> Result<Plaintext, DecryptError> {
         let split = ciphertext_and_tag
             .len()
             .checked_sub(TAG_LEN)
             .ok_or(DecryptError)?;
         let (ciphertext, tag) = ciphertext_and_tag.split_at(split);
-        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| DecryptError)?;
-        let mut buf = Zeroizing::new(ciphertext.to_vec());
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| DecryptError)?;
+        let mut buf = Plaintext::from(ciphertext.to_vec());
         self.0
             .decrypt_inout_detached(
                 &Nonce::from(*nonce),
                 aad,
-                buf.as_mut_slice().into(),
-                &Tag::from(tag),
+                buf.0.as_mut_slice().into(),
+                &Tag::from(*tag),
             )
             .map_err(|_| DecryptError)?;
         Ok(buf)
+    }
+
+    /// Decrypts `buf[..aad_at]` in place, authenticated with `buf[aad_at..]`
+    /// as the associated data, which it then drops: `buf` is left holding
+    /// the plaintext alone (or, on failure, what it held, wiped on drop).
+    pub(super) fn open_before_associated_data(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        buf: &mut Plaintext,
+        aad_at: usize,
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), DecryptError> {
+        let (ciphertext, aad) = buf.0.split_at_mut(aad_at);
+        self.0
+            .decrypt_inout_detached(
+                &Nonce::from(*nonce),
+                aad,
+                ciphertext.into(),
+                &Tag::from(*tag),
+            )
+            .map_err(|_| DecryptError)?;
+        buf.0.truncate(aad_at);
+        Ok(())
     }
 }
 

@@ -8,11 +8,10 @@
 //! with another key id or version, fails to open. Version 1 values (row id
 //! only) still open; everything is sealed as version 2.
 
-use zeroize::Zeroizing;
-
 use super::aead::{NONCE_LEN as AEAD_NONCE_LEN, TAG_LEN as AEAD_TAG_LEN, random_nonce};
 use super::data_key::{DataKey, DataKeyId};
 use super::error::DecryptError;
+use super::plaintext::Plaintext;
 
 /// The version every value is sealed with.
 pub const VERSION: u8 = 0x02;
@@ -63,33 +62,26 @@ fn header(version: u8, key_id: DataKeyId) -> [u8; HEADER_LEN] {
     h
 }
 
-/// Calls `f` with the associated data of a field: on the stack (no
-/// allocation) when it fits, as it does for our tables and usual ids.
+/// The length of a field's associated data (`push_associated_data`).
+fn associated_data_len(field: &FieldRef<'_>, version: u8) -> usize {
+    let place = field.table.len() + field.column.len() + field.row_id.len();
+    if version == VERSION_1 {
+        AAD_LABEL_V1.len() + 3 + place + HEADER_LEN
+    } else {
+        let lookup = field.lookup[0].len() + field.lookup[1].len();
+        AAD_LABEL_V2.len() + 2 * (3 + MAX_LOOKUP) + place + lookup + HEADER_LEN
+    }
+}
+
+/// Appends the associated data of a field to `buf`.
 ///
 /// v1: `"vibee-sessions/v1" ‖ 0 ‖ table ‖ 0 ‖ column ‖ 0 ‖ row id ‖ header`
 /// (the NUL separators keep ("ab","c") and ("a","bc") apart).
 /// v2: `"vibee-sessions/v2"`, then table, column, row id and each lookup key
 /// as `length (2, big-endian) ‖ bytes`, then the header: every part is
 /// delimited by its length, whatever bytes it holds.
-fn with_associated_data<R>(
-    field: &FieldRef<'_>,
-    header: &[u8; HEADER_LEN],
-    f: impl FnOnce(&[u8]) -> R,
-) -> R {
-    let mut stack = [0u8; 512];
-    let mut heap = Vec::new();
-    let mut at = 0;
-    let mut put = |buf: &mut Vec<u8>, stack: &mut [u8; 512], part: &[u8]| {
-        if !buf.is_empty() || at + part.len() > stack.len() {
-            if buf.is_empty() {
-                buf.extend_from_slice(&stack[..at]);
-            }
-            buf.extend_from_slice(part);
-        } else {
-            stack[at..at + part.len()].copy_from_slice(part);
-        }
-        at += part.len();
-    };
+fn push_associated_data(buf: &mut Vec<u8>, field: &FieldRef<'_>, header: &[u8; HEADER_LEN]) {
+    let before = buf.len();
     if header[0] == VERSION_1 {
         for part in [
             AAD_LABEL_V1,
@@ -100,10 +92,10 @@ fn with_associated_data<R>(
             &[0],
             field.row_id,
         ] {
-            put(&mut heap, &mut stack, part);
+            buf.extend_from_slice(part);
         }
     } else {
-        put(&mut heap, &mut stack, AAD_LABEL_V2);
+        buf.extend_from_slice(AAD_LABEL_V2);
         let parts = [
             field.table.as_bytes(),
             field.column.as_bytes(),
@@ -115,16 +107,12 @@ fn with_associated_data<R>(
             // Lengths beyond u16 cannot occur (ids are at most 128 bytes);
             // saturating keeps it total rather than panicking.
             let len = u16::try_from(part.len()).unwrap_or(u16::MAX);
-            put(&mut heap, &mut stack, &len.to_be_bytes());
-            put(&mut heap, &mut stack, part);
+            buf.extend_from_slice(&len.to_be_bytes());
+            buf.extend_from_slice(part);
         }
     }
-    put(&mut heap, &mut stack, header);
-    if heap.is_empty() {
-        f(&stack[..at])
-    } else {
-        f(&heap)
-    }
+    buf.extend_from_slice(header);
+    debug_assert_eq!(buf.len() - before, associated_data_len(field, header[0]));
 }
 
 pub(super) fn seal(key: &DataKey, field: &FieldRef<'_>, plaintext: &[u8]) -> Vec<u8> {
@@ -142,14 +130,19 @@ pub(super) fn seal_with_nonce(
     version: u8,
 ) -> Vec<u8> {
     let header = header(version, key.id());
-    let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + plaintext.len() + TAG_LEN);
+    let start = HEADER_LEN + NONCE_LEN;
+    let aad_at = start + plaintext.len();
+    // The associated data is built where the tag will go (the label alone
+    // is longer than a tag): one buffer, one allocation, no copy on the
+    // stack, and the tag never makes it grow.
+    let aad_len = associated_data_len(field, version);
+    let mut out = Vec::with_capacity(aad_at + aad_len.max(TAG_LEN));
     out.extend_from_slice(&header);
     out.extend_from_slice(nonce);
-    let start = out.len();
     out.extend_from_slice(plaintext);
-    with_associated_data(field, &header, |aad| {
-        key.cipher().seal_in_place(nonce, aad, &mut out, start)
-    });
+    push_associated_data(&mut out, field, &header);
+    key.cipher()
+        .seal_before_associated_data(nonce, &mut out, start, aad_at);
     out
 }
 
@@ -167,7 +160,7 @@ pub(super) fn open(
     key: &DataKey,
     field: &FieldRef<'_>,
     stored: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+) -> Result<Plaintext, DecryptError> {
     if peek_data_key_id(stored) != Some(key.id()) {
         return Err(DecryptError);
     }
@@ -175,8 +168,16 @@ pub(super) fn open(
     let nonce: [u8; NONCE_LEN] = stored[HEADER_LEN..HEADER_LEN + NONCE_LEN]
         .try_into()
         .map_err(|_| DecryptError)?;
-    with_associated_data(field, &header, |aad| {
-        key.cipher()
-            .open(&nonce, aad, &stored[HEADER_LEN + NONCE_LEN..])
-    })
+    let body = &stored[HEADER_LEN + NONCE_LEN..];
+    let (ciphertext, tag) = body.split_at(body.len().checked_sub(TAG_LEN).ok_or(DecryptError)?);
+    let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| DecryptError)?;
+    // Decrypted in place, with the associated data after the ciphertext in
+    // the same buffer (one allocation), which is wiped whole on drop.
+    let mut buf =
+        Plaintext::with_capacity(ciphertext.len() + associated_data_len(field, header[0]));
+    buf.0.extend_from_slice(ciphertext);
+    push_associated_data(&mut buf.0, field, &header);
+    key.cipher()
+        .open_before_associated_data(&nonce, &mut buf, ciphertext.len(), tag)?;
+    Ok(buf)
 }

@@ -1,11 +1,10 @@
 use std::sync::{Arc, RwLock};
 
-use zeroize::Zeroizing;
-
 use super::data_key::{DataKey, DataKeyId, WrappedDataKey};
 use super::error::{DecryptError, KeyError};
 use super::field::{self, FieldRef};
 use super::master_key::{KekId, MasterKey};
+use super::plaintext::Plaintext;
 
 /// The master key in use, and during a master key rotation the one before it.
 pub struct MasterKeys {
@@ -118,11 +117,7 @@ impl KeyRing {
     }
 
     /// Opens a value sealed under any key of the ring.
-    pub fn open(
-        &self,
-        field: &FieldRef<'_>,
-        stored: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+    pub fn open(&self, field: &FieldRef<'_>, stored: &[u8]) -> Result<Plaintext, DecryptError> {
         let id = field::peek_data_key_id(stored).ok_or(DecryptError)?;
         let key = self.get(id).ok_or(DecryptError)?;
         field::open(key, field, stored)

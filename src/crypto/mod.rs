@@ -14,6 +14,7 @@ pub mod fuzzing;
 mod kdf;
 mod key_ring;
 mod master_key;
+mod plaintext;
 pub mod private_file;
 
 pub use data_key::{DataKey, DataKeyId, WrappedDataKey, wrap_aad};
@@ -22,6 +23,7 @@ pub use field::{FieldRef, HEADER_LEN, NONCE_LEN, TAG_LEN, VERSION, peek_data_key
 pub use kdf::KdfParams;
 pub use key_ring::{KeyRing, MasterKeys, SharedKeyRing};
 pub use master_key::{KekId, MasterKey};
+pub use plaintext::Plaintext;
 
 /// Fills `buf` from the operating system's CSPRNG.
 pub(crate) fn random_bytes(buf: &mut [u8]) {

@@ -2,13 +2,11 @@
 //! column, row id and lookup keys (`user_id`, `session_id`), all of a row
 //! under one data key.
 
+use crate::crypto::{DataKeyId, DecryptError, FieldRef, KeyRing, Plaintext, peek_data_key_id};
 use diesel_async::AsyncPgConnection;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::sync::Arc;
 use uuid::Uuid;
-use zeroize::Zeroizing;
-
-use crate::crypto::{DataKeyId, DecryptError, FieldRef, KeyRing, peek_data_key_id};
 
 use super::model::*;
 use crate::db::error::DbError;
@@ -24,11 +22,11 @@ pub(super) const SESSION_DATA: &str = "session_data_encrypted";
 /// budget of the key it is sealed under.
 pub(super) const SEALED_FIELDS: u64 = 3;
 
-/// Plaintexts of one row, zeroized on drop.
+/// Plaintexts of one row, wiped on drop.
 pub(super) struct Plain {
-    pub(super) api_hash: Zeroizing<Vec<u8>>,
-    pub(super) phone: Option<Zeroizing<Vec<u8>>>,
-    pub(super) session_data: Option<Zeroizing<Vec<u8>>>,
+    pub(super) api_hash: Plaintext,
+    pub(super) phone: Option<Plaintext>,
+    pub(super) session_data: Option<Plaintext>,
 }
 
 pub(super) struct Sealed {
@@ -84,7 +82,7 @@ pub(super) fn open_field(
     row: &SealedRow,
     column: &'static str,
     stored: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, DbError> {
+) -> Result<Plaintext, DbError> {
     let row_id = row.id;
     let labelled = peek_data_key_id(stored) == Some(row.data_key_id);
     let opened = if labelled {
@@ -163,9 +161,9 @@ pub(super) fn open_row(ring: &KeyRing, row: &SealedRow) -> Result<Plain, DbError
 /// `Some(None)` clears a nullable one.
 #[derive(Default)]
 pub(super) struct Replacement {
-    pub(super) api_hash: Option<Zeroizing<Vec<u8>>>,
-    pub(super) phone: Option<Option<Zeroizing<Vec<u8>>>>,
-    pub(super) session_data: Option<Option<Zeroizing<Vec<u8>>>>,
+    pub(super) api_hash: Option<Plaintext>,
+    pub(super) phone: Option<Option<Plaintext>>,
+    pub(super) session_data: Option<Option<Plaintext>>,
 }
 
 /// The row's plaintexts after `new` is applied. Only the values kept are
@@ -219,10 +217,7 @@ pub(super) async fn merge(
     })
 }
 
-pub(super) fn to_string(
-    bytes: Zeroizing<Vec<u8>>,
-    column: &'static str,
-) -> Result<SecretString, DbError> {
+pub(super) fn to_string(bytes: Plaintext, column: &'static str) -> Result<SecretString, DbError> {
     let text = String::from_utf8(bytes.to_vec()).map_err(|_| DbError::Integrity {
         table: TABLE,
         column,
@@ -238,10 +233,10 @@ pub(super) fn credentials(plain: Plain) -> Result<Credentials, DbError> {
     })
 }
 
-pub(super) fn secret_bytes(s: &SecretString) -> Zeroizing<Vec<u8>> {
-    Zeroizing::new(s.expose_secret().as_bytes().to_vec())
+pub(super) fn secret_bytes(s: &SecretString) -> Plaintext {
+    Plaintext::from(s.expose_secret().as_bytes().to_vec())
 }
 
-pub(super) fn slice_bytes(s: &SecretSlice<u8>) -> Zeroizing<Vec<u8>> {
-    Zeroizing::new(s.expose_secret().to_vec())
+pub(super) fn slice_bytes(s: &SecretSlice<u8>) -> Plaintext {
+    Plaintext::from(s.expose_secret().to_vec())
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::crypto::{KeyRing, random_hex};
+use crate::crypto::{KeyRing, Plaintext, random_hex};
 
 use super::lifecycle::lock_writable;
 use super::model::{
@@ -362,7 +362,7 @@ async fn put_session_data_once(
         let new = Replacement {
             // One copy per attempt: an attempt the database refuses (a stale
             // key) is retried with the same bytes.
-            session_data: Some(Some(Zeroizing::new(data.to_vec()))),
+            session_data: Some(Some(Plaintext::from(data.to_vec()))),
             ..Default::default()
         };
         let plain = merge(conn, vault, &row, new).await?;
