@@ -217,6 +217,14 @@ def client(base, token, workdir):
     call("release_lease", 204, session_id="gen-sid", holder="gen-host", fence=lease.fence)
     call("take_lease", 200, session_id="gen-sid", body=TakeLease(holder="gen-host"))
     call("break_lease", 200, session_id="gen-sid")
+    taken = call("take_leases", 200, body=models.TakeLeases(
+        holder="gen-host", session_ids=["gen-sid", "gen-none"])).parsed
+    assert [x.session_id for x in taken.granted] == ["gen-sid"]
+    assert taken.not_granted == ["gen-none"]
+    fences = models.ReleaseLeasesFences.from_dict({"gen-sid": taken.granted[0].fence})
+    released = call("release_leases", 200,
+                    body=models.ReleaseLeases(holder="gen-host", fences=fences)).parsed
+    assert (released.released, released.stale) == (["gen-sid"], [])
     call("announce_lease_holder", 200, body=models.Heartbeat(holder="gen-host"))
     call("withdraw_lease_holder", 204, holder="gen-host")
     call("get_master_key", 200)
