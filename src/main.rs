@@ -1,6 +1,6 @@
 /// glibc's malloc was a fifth of the server's CPU under c=64 reads (many
 /// small allocations freed on other threads); mimalloc's thread-local
-/// free lists cost a fraction of that (docs/perf/NOTES.md).
+/// free lists cost a fraction of that (docs/BENCHMARKS.md, "the allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
