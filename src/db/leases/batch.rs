@@ -37,6 +37,16 @@ fn check_size(field: &'static str, len: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The `(session_id, fence)` pairs of a release or renewal, checked (size,
+/// ids) and split into the two arrays the statements `unnest`.
+fn fence_columns(fences: &[(String, i64)]) -> Result<(Vec<&str>, Vec<i64>), Invalid> {
+    check_size("fences", fences.len())?;
+    for (session_id, _) in fences {
+        validate::identifier("session_id", session_id)?;
+    }
+    Ok(fences.iter().map(|(s, f)| (s.as_str(), *f)).unzip())
+}
+
 /// A batch statement that lost to a concurrent one (deadlock, serialization
 /// failure) or met a session purged under it (the foreign key of a new
 /// lease): run it again, up to `ATTEMPTS` times in all. Anything else is
@@ -183,14 +193,10 @@ pub async fn release_batch(
     fences: &[(String, i64)],
 ) -> Result<Vec<String>, DbError> {
     validate_holder(holder)?;
-    check_size("fences", fences.len())?;
-    for (session_id, _) in fences {
-        validate::identifier("session_id", session_id)?;
-    }
-    if fences.is_empty() {
+    let (ids, fs) = fence_columns(fences)?;
+    if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let (ids, fs): (Vec<&str>, Vec<i64>) = fences.iter().map(|(s, f)| (s.as_str(), *f)).unzip();
     let mut attempt = 0;
     let released: Vec<Released> = loop {
         attempt += 1;
@@ -238,11 +244,7 @@ pub async fn renew_batch(
 ) -> Result<Vec<Lease>, DbError> {
     validate_holder(holder)?;
     validate_ttl(ttl_seconds)?;
-    check_size("fences", fences.len())?;
-    for (session_id, _) in fences {
-        validate::identifier("session_id", session_id)?;
-    }
-    let (ids, fs): (Vec<&str>, Vec<i64>) = fences.iter().map(|(s, f)| (s.as_str(), *f)).unzip();
+    let (ids, fs) = fence_columns(fences)?;
     let mut attempt = 0;
     let renewed: Vec<Lease> = loop {
         attempt += 1;
